@@ -1,0 +1,244 @@
+"""Typed, validated configuration.
+
+One YAML file per environment under ``conf/`` is loaded into the frozen :class:`CdpConfig`.
+Unknown keys and wrong types are errors that name the offending key path. Relative paths are
+resolved against the directory the YAML file lives in's parent (the project root for
+``conf/*.yaml``), so a config works from any working directory. Secrets never live here: they
+come from environment variables named in the config (``*_env`` keys).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cdp_spark.errors import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Model):
+    """Where data lives. Local paths or object-store URIs (``s3a://``, ``abfss://``...)."""
+
+    landing: str = "data/landing"
+    lakehouse: str = "data/lakehouse"
+    checkpoints: str = "data/checkpoints"
+    exports: str = "data/exports"
+    reports: str = "data/reports"
+    mlflow_tracking_uri: str = "sqlite:///data/mlflow/mlflow.db"
+    mlflow_artifacts: str = "data/mlflow/artifacts"
+
+
+class JarPackagesConfig(_Model):
+    """Off by default: only for clusters that can reach a Maven repository."""
+
+    enabled: bool = False
+    coordinates: tuple[str, ...] = (
+        "io.delta:delta-spark_2.13:4.0.0",
+        "io.graphframes:graphframes-spark4_2.13:0.10.0",
+    )
+
+
+class SparkConfig(_Model):
+    mode: Literal["embedded", "cluster"] = "embedded"
+    app_name: str = "cdp-spark"
+    master: str = "local[2]"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    log_level: str = "WARN"
+    jars: tuple[str, ...] = ()
+    packages: JarPackagesConfig = JarPackagesConfig()
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class EnginesConfig(_Model):
+    storage: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+    components: Literal["auto", "graphframes", "native"] = "auto"
+
+
+class SourceConfig(_Model):
+    """One landing source. Adding a source is a config entry, no code."""
+
+    name: str
+    path: str  # glob relative to the landing root, e.g. "crm/*.csv"
+    format: Literal["csv", "json", "parquet"]
+    options: dict[str, str] = Field(default_factory=dict)
+    country: str | None = None  # fixed ISO alpha-2 for every record
+    country_column: str | None = None  # or taken from this column
+    event_time_column: str | None = None
+    timestamp_format: str | None = None  # Spark datetime pattern; ISO-8601 when None
+    timezone: str = "UTC"  # zone of naive timestamps: an IANA name, or "country" for the record's country zone
+    record_key: str  # column name; a composite key is comma-separated ("date,currency")
+    columns: dict[str, str] = Field(default_factory=dict)  # source field -> canonical name
+    kind: Literal[
+        "customer", "order", "web_event", "app_event", "pos", "marketing", "support", "consent", "fx", "person"
+    ]
+    max_record_bytes: int = Field(default=1_000_000, ge=1)
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.record_key.split(",") if part.strip())
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum() or not value[0].isalpha():
+            raise ValueError("must be letters, digits and underscores, starting with a letter")
+        return value
+
+
+class BronzeConfig(_Model):
+    partition_by: tuple[str, ...] = ("ingest_date",)
+    target_file_mb: int = Field(default=128, ge=1)
+
+
+class SilverConfig(_Model):
+    reporting_currency: str = "EUR"
+    gmail_normalization: bool = True
+    pseudonymization_secret_env: str = "CDP_PSEUDONYMIZATION_KEY"
+    local_secret_file: str = ".secrets/pseudonymization.key"
+    quality_severity: dict[str, Literal["error", "warn", "critical"]] = Field(default_factory=dict)
+
+
+class LinkRule(_Model):
+    types: tuple[str, str]
+    confidence: float = Field(default=1.0, gt=0, le=1)
+
+
+class IdentityConfig(_Model):
+    max_rounds: int | None = None
+    junk_max_records: int = Field(default=50, ge=2)
+    junk_values: tuple[str, ...] = ("test@test.com", "0000000000", "unknown", "n/a", "none", "null")
+    per_type_caps: dict[str, int] = Field(default_factory=lambda: {"email": 5, "phone": 5, "device": 8})
+    component_size_alarm: int = Field(default=200, ge=2)
+    anonymous_ttl_days: int = Field(default=395, ge=1)
+    link_rules: tuple[LinkRule, ...] = ()
+
+
+class SurvivorshipRule(_Model):
+    attribute: str
+    rule: Literal["most_recent", "most_frequent", "source_priority", "first_non_null", "max", "min", "union"]
+    source_priority: tuple[str, ...] = ()
+
+
+class SegmentConfig(_Model):
+    name: str
+    description: str = ""
+    condition: str
+
+
+class ExportConfig(_Model):
+    name: str
+    segments: tuple[str, ...]
+    fields: tuple[str, ...]
+    format: Literal["csv", "parquet", "json"] = "csv"
+    purpose: str = "marketing_email"
+    hash_identifiers: bool = True
+
+
+class GoldConfig(_Model):
+    survivorship: tuple[SurvivorshipRule, ...] = ()
+    segments: tuple[SegmentConfig, ...] = ()
+    exports: tuple[ExportConfig, ...] = ()
+
+
+class ModelsConfig(_Model):
+    horizon_days: int = Field(default=90, ge=1)
+    cutoff: str | None = None  # YYYY-MM-DD; default: last event date minus horizon
+    registered_prefix: str = "cdp"
+    clv_horizon_days: int = Field(default=365, ge=1)
+    gbt_max_iter: int = Field(default=30, ge=1)
+
+
+class PrivacyConfig(_Model):
+    vacuum_retention_hours: int = Field(default=168, ge=0)
+    suppression_enabled: bool = True
+    objecting_purposes_block_scores: bool = True
+
+
+class CdpConfig(_Model):
+    paths: PathsConfig = PathsConfig()
+    spark: SparkConfig = SparkConfig()
+    engines: EnginesConfig = EnginesConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    bronze: BronzeConfig = BronzeConfig()
+    silver: SilverConfig = SilverConfig()
+    identity: IdentityConfig = IdentityConfig()
+    gold: GoldConfig = GoldConfig()
+    models: ModelsConfig = ModelsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+
+    def with_paths(self, **overrides: str | None) -> CdpConfig:
+        """A copy with some paths replaced (CLI ``--landing``/``--lakehouse``)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if not changes:
+            return self
+        return self.model_copy(update={"paths": self.paths.model_copy(update=changes)})
+
+    def source(self, name: str) -> SourceConfig:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise ConfigError(f"sources: no source named {name!r} (known: {', '.join(s.name for s in self.sources)})")
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for item in err.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "<root>"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see conf/local.yaml for the known keys)"
+        if item["type"] in ("extra_forbidden", "missing"):
+            lines.append(f"  - {path}: {msg}")
+        else:
+            lines.append(f"  - {path}: {msg} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _resolve_local(value: str, base: Path) -> str:
+    if "://" in value or value.startswith("sqlite:"):
+        if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            rel = value[len("sqlite:///"):]
+            return "sqlite:///" + str((base / rel).resolve())
+        return value
+    path = Path(os.path.expanduser(value))
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def parse_config(data: dict[str, Any], *, origin: str = "<dict>", base_dir: str | Path | None = None) -> CdpConfig:
+    """Validate a mapping into a :class:`CdpConfig`; relative paths resolve against ``base_dir``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {origin}: the top level must be a mapping")
+    try:
+        cfg = CdpConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, origin)) from None
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    paths = {k: _resolve_local(v, base) for k, v in cfg.paths.model_dump().items()}
+    silver = cfg.silver.model_copy(update={"local_secret_file": _resolve_local(cfg.silver.local_secret_file, base)})
+    return cfg.model_copy(update={"paths": PathsConfig(**paths), "silver": silver})
+
+
+def load_config(path: str | Path) -> CdpConfig:
+    """Load and validate a YAML config file. Relative paths resolve against the project root
+    (the parent of the ``conf/`` directory) or, elsewhere, the file's own directory."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file} (try conf/local.yaml)")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {file} is not valid YAML: {err}") from None
+    base = file.resolve().parent
+    if base.name == "conf":
+        base = base.parent
+    return parse_config(data, origin=str(file), base_dir=base)

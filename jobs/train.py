@@ -1,0 +1,10 @@
+"""spark-submit entry point for the train stage: `spark-submit jobs/train.py --config conf/local.yaml`."""
+
+from __future__ import annotations
+
+import sys
+
+from cdp_spark.jobs import stage_main
+
+if __name__ == "__main__":
+    sys.exit(stage_main("train", sys.argv[1:]))

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up .venv with the test dependencies and runs the test suite.
+#   ./scripts/test.sh            default suite (fast; no scale tests or benchmarks)
+#   ./scripts/test.sh --slow     adds the slow scale and fault-injection tests
+#   ./scripts/test.sh -k lake    any other arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_setup.sh
+setup_env dev
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--slow" ]; then args+=(-m "not bench"); else args+=("$arg"); fi
+done
+exec .venv/bin/python -m pytest "${args[@]}"
