@@ -122,38 +122,69 @@ class IdentityConfig(_Model):
 
 
 class SurvivorshipRule(_Model):
+    """How one golden profile attribute is chosen (see ``cdp_spark.profiles.survivorship``)."""
+
     attribute: str
     rule: Literal["most_recent", "most_frequent", "source_priority", "first_non_null", "max", "min", "union"]
-    source_priority: tuple[str, ...] = ()
+    source_priority: tuple[str, ...] = Field(default=(), validate_default=True)
+
+    @field_validator("source_priority")
+    @classmethod
+    def _priority_given(cls, value: tuple[str, ...], info: Any) -> tuple[str, ...]:
+        if info.data.get("rule") == "source_priority" and not value:
+            raise ValueError("rule source_priority needs the list of sources, best first")
+        return value
 
 
 class SegmentConfig(_Model):
+    """A segment: a Spark SQL boolean condition over the profile and the point-in-time features."""
+
     name: str
     description: str = ""
     condition: str
 
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value or not value.replace("_", "").isalnum() or not value[0].isalpha():
+            raise ValueError("must be letters, digits and underscores, starting with a letter")
+        return value
+
 
 class ExportConfig(_Model):
+    """An activation destination. Identifiers are only ever exported as SHA-256 (``email_sha256``, ``phone_sha256``)."""
+
     name: str
     segments: tuple[str, ...]
     fields: tuple[str, ...]
     format: Literal["csv", "parquet", "json"] = "csv"
-    purpose: str = "marketing_email"
-    hash_identifiers: bool = True
+    purpose: Literal["marketing_email", "sms", "ads", "analytics", "profiling"] = "marketing_email"
+    mode: Literal["full", "incremental"] = "full"
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value or not value.replace("_", "").isalnum() or not value[0].isalpha():
+            raise ValueError("must be letters, digits and underscores, starting with a letter (it names a directory)")
+        return value
 
 
 class GoldConfig(_Model):
-    survivorship: tuple[SurvivorshipRule, ...] = ()
+    survivorship: tuple[SurvivorshipRule, ...] = ()  # attributes without a rule use the defaults in cdp_spark.profiles
     segments: tuple[SegmentConfig, ...] = ()
     exports: tuple[ExportConfig, ...] = ()
 
 
 class ModelsConfig(_Model):
-    horizon_days: int = Field(default=90, ge=1)
-    cutoff: str | None = None  # YYYY-MM-DD; default: last event date minus horizon
+    churn_days: int = Field(default=90, ge=1)  # churn: no purchase in the next N days
+    propensity_days: int = Field(default=30, ge=1)  # propensity: a purchase in the next N days
+    cutoff: str | None = None  # YYYY-MM-DD validation cutoff; default: last order date minus churn_days
     registered_prefix: str = "cdp"
     clv_horizon_days: int = Field(default=365, ge=1)
+    clv_frequency: Literal["D", "W"] = "W"
     gbt_max_iter: int = Field(default=30, ge=1)
+    min_improvement: float = Field(default=0.0, ge=0)  # challenger must beat the champion's ROC-AUC by this much
+    seed: int = 7
 
 
 class PrivacyConfig(_Model):
@@ -228,16 +259,41 @@ def parse_config(data: dict[str, Any], *, origin: str = "<dict>", base_dir: str 
     return cfg.model_copy(update={"paths": PathsConfig(**paths), "silver": silver})
 
 
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(file: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML mapping; ``include: [a.yaml, ...]`` (relative to the file) is merged first,
+    so the including file's own keys win. Lists (e.g. ``sources``) are replaced, not appended."""
+    if not file.is_file():
+        where = f" (included from {seen[-1]})" if seen else ""
+        raise ConfigError(f"config file not found: {file}{where} (try conf/local.yaml)")
+    if file.resolve() in seen:
+        raise ConfigError(f"config include cycle: {' -> '.join(str(p) for p in (*seen, file))}")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {file} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {file}: the top level must be a mapping")
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        merged = _deep_merge(merged, _read_yaml(file.parent / inc, (*seen, file.resolve())))
+    return _deep_merge(merged, data)
+
+
 def load_config(path: str | Path) -> CdpConfig:
     """Load and validate a YAML config file. Relative paths resolve against the project root
     (the parent of the ``conf/`` directory) or, elsewhere, the file's own directory."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {file} (try conf/local.yaml)")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {file} is not valid YAML: {err}") from None
+    data = _read_yaml(file)
     base = file.resolve().parent
     if base.name == "conf":
         base = base.parent
