@@ -26,7 +26,9 @@ def configure_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _date(text: str) -> date:
+def _date(text: str) -> date | None:
+    if not text.strip():  # schedulers pass "" for "no run date"
+        return None
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -63,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check Java, Spark, Python, engines and paths, and say how to fix what is missing")
     doctor.add_argument("--config", default=DEFAULT_CONFIG)
+
+    pkg = sub.add_parser("package", help="build dist/cdp_spark.zip (for --py-files) and a wheel for spark-submit")
+    pkg.add_argument("--out", default="dist")
+    pkg.add_argument("--no-wheel", action="store_true")
 
     status = sub.add_parser("status", help="show the recent runs")
     status.add_argument("--config", default=DEFAULT_CONFIG)
@@ -101,6 +107,14 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.config)
 
 
+def _cmd_package(args: argparse.Namespace) -> int:
+    from cdp_spark.packaging import package
+
+    for path in package(Path.cwd(), Path(args.out), wheel=not args.no_wheel):
+        print(path)
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from cdp_spark.config import load_config
     from cdp_spark.ops import recent_runs
@@ -118,7 +132,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "demo": _cmd_demo, "doctor": _cmd_doctor, "status": _cmd_status}
+COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "demo": _cmd_demo, "doctor": _cmd_doctor, "package": _cmd_package, "status": _cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

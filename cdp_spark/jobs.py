@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
 from cdp_spark.cli import _date, configure_logging
 from cdp_spark.errors import CdpError
@@ -22,6 +24,9 @@ def stage_main(stage: str, argv: list[str] | None = None) -> int:
     """Parse arguments, load config, build the session, run one stage; exit code 0 on success."""
     args = parse_args(stage, argv)
     configure_logging()
+    import cdp_spark
+
+    logging.getLogger("cdp_spark.jobs").info("cdp_spark loaded from %s", Path(cdp_spark.__file__).parent.parent)
     from cdp_spark.config import load_config
     from cdp_spark.ops import record_stage_result
     from cdp_spark.pipeline import new_run_id, run_stage

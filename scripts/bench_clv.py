@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,13 @@ def simulate(n: int, seed: int) -> pd.DataFrame:
     monetary = np.zeros(n)
     monetary[repeat] = np.round(rng.gamma(TRUE_GG["p"] * x[repeat], 1.0 / nu[repeat]) / x[repeat], 2)
     return pd.DataFrame(
-        {"customer_id": np.arange(n, dtype=np.int64), "frequency": x.astype(np.int64), "recency": recency_days / 7.0, "T": big_t, "monetary_value": monetary}
+        {
+            "customer_id": np.arange(n, dtype=np.int64),
+            "frequency": x.astype(np.int64),
+            "recency": recency_days / 7.0,
+            "T": big_t,
+            "monetary_value": monetary,
+        }
     )
 
 
@@ -79,7 +86,9 @@ def _max_rel_error(params: dict[str, float], truth: dict[str, float]) -> float:
     return max(abs(params[k] - v) / v for k, v in truth.items())
 
 
-def _row(n: int, model: str, method: str, seconds: float, params: dict[str, float], truth: dict[str, float], tuples: int | None) -> dict[str, Any]:
+def _row(
+    n: int, model: str, method: str, seconds: float, params: dict[str, float], truth: dict[str, float], tuples: int | None
+) -> dict[str, Any]:
     return {
         "customers": n,
         "model": model,
@@ -124,19 +133,14 @@ def bench_size(spark: Any, n: int, seed: int, workdir: Path, lifetimes_max: int)
     rows.append(_row(n, "gamma_gamma", "pandas", secs, gg_pd, TRUE_GG, gg_pd["n_tuples"]))
 
     tuples = summary.groupby(["frequency", "recency", "T"]).size().rename("weight").reset_index()
-
-    def weighted() -> Any:
-        return BetaGeoFitter().fit(tuples["frequency"], tuples["recency"], tuples["T"], weights=tuples["weight"])
-
+    weighted = partial(BetaGeoFitter().fit, tuples["frequency"], tuples["recency"], tuples["T"], weights=tuples["weight"])
     rows.append(_lifetimes_row(n, "bgnbd", "lifetimes-weighted", TRUE_BGNBD, len(tuples), weighted))
     if n <= lifetimes_max:
         repeat = summary[summary["frequency"] > 0]
-        rows.append(
-            _lifetimes_row(n, "bgnbd", "lifetimes", TRUE_BGNBD, None, lambda: BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"]))
-        )
-        rows.append(
-            _lifetimes_row(n, "gamma_gamma", "lifetimes", TRUE_GG, None, lambda: GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"]))
-        )
+        per_customer = partial(BetaGeoFitter().fit, summary["frequency"], summary["recency"], summary["T"])
+        rows.append(_lifetimes_row(n, "bgnbd", "lifetimes", TRUE_BGNBD, None, per_customer))
+        spend = partial(GammaGammaFitter().fit, repeat["frequency"], repeat["monetary_value"])
+        rows.append(_lifetimes_row(n, "gamma_gamma", "lifetimes", TRUE_GG, None, spend))
     else:
         logging.info("n=%d: lifetimes per-customer fits skipped (above --lifetimes-max=%d)", n, lifetimes_max)
     path.unlink()
@@ -153,7 +157,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         params = " ".join(f"{k}={v:.4g}" for k, v in r["params"].items())
         tuples = "-" if r["tuples"] is None else str(r["tuples"])
         sys.stdout.write(
-            f"{r['customers']:>11,} {r['model']:<12} {r['method']:<19} {r['seconds']:>8.2f} {tuples:>9}  {params:<52} {r['max_rel_error_vs_truth']:>10.2%}\n"
+            f"{r['customers']:>11,} {r['model']:<12} {r['method']:<19} {r['seconds']:>8.2f} {tuples:>9}  {params:<52} "
+            f"{r['max_rel_error_vs_truth']:>10.2%}\n"
         )
 
 
@@ -177,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_clv_"))
     cfg = SparkConfig(master="local[2]", driver_memory=args.driver_memory, shuffle_partitions=4, log_level="WARN")
-    spark, startup_s = _timed(lambda: configure_builder(SparkSession.builder, cfg, str(workdir / "checkpoints")).getOrCreate())
+    builder = configure_builder(SparkSession.builder, cfg, str(workdir / "checkpoints"))
+    spark, startup_s = _timed(builder.getOrCreate)
     spark.sparkContext.setLogLevel("WARN")
     spark.range(1).count()  # first job: JVM class loading, not part of any fit
     logging.info("spark %s started in %.1fs", spark.version, startup_s)
@@ -191,7 +197,13 @@ def main(argv: list[str] | None = None) -> int:
 
     _print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"true_bgnbd": TRUE_BGNBD, "true_gamma_gamma": TRUE_GG, "seed": args.seed, "spark_master": cfg.master, "spark_startup_seconds": round(startup_s, 2)}
+    meta = {
+        "true_bgnbd": TRUE_BGNBD,
+        "true_gamma_gamma": TRUE_GG,
+        "seed": args.seed,
+        "spark_master": cfg.master,
+        "spark_startup_seconds": round(startup_s, 2),
+    }
     args.out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     logging.info("wrote %s", args.out)
     return 0
