@@ -1,0 +1,104 @@
+"""Clustering metrics against plain-Python oracles that enumerate record pairs."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from cdp_spark.errors import MissingColumnsError
+from cdp_spark.evaluation import bcubed_metrics, pairwise_metrics
+
+
+def _oracle_pairwise(pred: dict[str, str], true: dict[str, int]) -> dict[str, float]:
+    records = sorted(set(pred) & set(true))
+    pairs = list(itertools.combinations(records, 2))
+    predicted = {p for p in pairs if pred[p[0]] == pred[p[1]]}
+    actual = {p for p in pairs if true[p[0]] == true[p[1]]}
+    tp = len(predicted & actual)
+    precision = tp / len(predicted) if predicted else 1.0
+    recall = tp / len(actual) if actual else 1.0
+    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {"precision": precision, "recall": recall, "f1": f1, "true_positive_pairs": tp,
+            "predicted_pairs": len(predicted), "true_pairs": len(actual), "records": len(records)}
+
+
+def _oracle_bcubed(pred: dict[str, str], true: dict[str, int]) -> dict[str, float]:
+    records = sorted(set(pred) & set(true))
+    p_sum = r_sum = 0.0
+    for r in records:
+        same_pred = [x for x in records if pred[x] == pred[r]]
+        same_true = [x for x in records if true[x] == true[r]]
+        both = [x for x in same_pred if true[x] == true[r]]
+        p_sum += len(both) / len(same_pred)
+        r_sum += len(both) / len(same_true)
+    precision, recall = p_sum / len(records), r_sum / len(records)
+    return {"precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall), "records": len(records)}
+
+
+def _frames(spark, pred: dict[str, str], true: dict[str, int]):
+    predicted = spark.createDataFrame([("crm", r, c) for r, c in pred.items()], "source string, record_id string, customer_uid string")
+    truth = spark.createDataFrame([("crm", r, p) for r, p in true.items()], "source string, record_id string, person_id long")
+    return predicted, truth
+
+
+def test_pairwise_metrics_on_a_hand_checked_clustering(spark):
+    # truth: {a,b,c} {d,e} {f}; prediction: {a,b} {c,d,e} {f}
+    true = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 2, "f": 3}
+    pred = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "y", "f": "z"}
+    got = pairwise_metrics(*_frames(spark, pred, true))
+    # predicted pairs ab, cd, ce, de (4); true pairs ab, ac, bc, de (4); correct ab, de (2)
+    assert got == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "true_positive_pairs": 2,
+                   "predicted_pairs": 4, "true_pairs": 4, "records": 6}
+
+
+def test_bcubed_metrics_on_a_hand_checked_clustering(spark):
+    true = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 2, "f": 3}
+    pred = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "y", "f": "z"}
+    got = bcubed_metrics(*_frames(spark, pred, true))
+    # precision per record: a,b 1; c 1/3; d,e 2/3; f 1 -> 14/3 / 6; recall: a,b 2/3; c 1/3; d,e,f 1 -> 14/3 / 6
+    assert got["precision"] == pytest.approx(14 / 18)
+    assert got["recall"] == pytest.approx(14 / 18)
+    assert got["f1"] == pytest.approx(14 / 18)
+    assert got["records"] == 6
+
+
+@pytest.mark.parametrize("seed", [1, 7, 2024])
+def test_metrics_match_pair_enumeration_on_random_clusterings(spark, seed):
+    rnd = random.Random(seed)
+    records = [f"r{i}" for i in range(40)]
+    true = {r: rnd.randrange(8) for r in records}
+    pred = {r: f"c{rnd.randrange(10)}" for r in records if rnd.random() < 0.9}  # some records unpredicted
+    predicted, truth = _frames(spark, pred, true)
+    assert pairwise_metrics(predicted, truth) == pytest.approx(_oracle_pairwise(pred, true))
+    assert bcubed_metrics(predicted, truth) == pytest.approx(_oracle_bcubed(pred, true))
+
+
+def test_all_singletons_have_perfect_precision_and_zero_recall(spark):
+    true = {"a": 1, "b": 1, "c": 2}
+    pred = {"a": "x", "b": "y", "c": "z"}
+    got = pairwise_metrics(*_frames(spark, pred, true))
+    assert (got["precision"], got["recall"], got["f1"], got["predicted_pairs"]) == (1.0, 0.0, 0.0, 0)
+
+
+def test_null_predicted_cluster_counts_as_singleton(spark):
+    true = {"a": 1, "b": 1, "c": 1}
+    predicted = spark.createDataFrame([("crm", "a", None), ("crm", "b", None), ("crm", "c", "x")],
+                                      "source string, record_id string, customer_uid string")
+    truth = spark.createDataFrame([("crm", r, p) for r, p in true.items()], "source string, record_id string, person_id long")
+    got = pairwise_metrics(predicted, truth)
+    assert (got["predicted_pairs"], got["true_pairs"], got["true_positive_pairs"]) == (0, 3, 0)
+
+
+def test_same_record_id_in_two_sources_is_two_records(spark):
+    predicted = spark.createDataFrame([("crm", "1", "x"), ("orders", "1", "x")], "source string, record_id string, customer_uid string")
+    truth = spark.createDataFrame([("crm", "1", 1), ("orders", "1", 2)], "source string, record_id string, person_id long")
+    got = pairwise_metrics(predicted, truth)
+    assert (got["precision"], got["recall"], got["records"]) == (0.0, 1.0, 2)
+
+
+def test_missing_cluster_column_is_a_typed_error(spark):
+    predicted, truth = _frames(spark, {"a": "x"}, {"a": 1})
+    with pytest.raises(MissingColumnsError, match="cluster_id"):
+        pairwise_metrics(predicted, truth, predicted_cluster="cluster_id")
