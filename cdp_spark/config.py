@@ -188,9 +188,19 @@ class ModelsConfig(_Model):
 
 
 class PrivacyConfig(_Model):
+    """Erasure, retention and residency (see docs/privacy.md)."""
+
+    # Files a delete replaced stay on disk until vacuumed with this retention: erased rows are
+    # physically gone at most this long after an erasure (168 h, inside GDPR's one month) when
+    # purge_expired runs daily; 0 removes them during forget itself.
     vacuum_retention_hours: int = Field(default=168, ge=0)
     suppression_enabled: bool = True
     objecting_purposes_block_scores: bool = True
+    erasure_in_list_max: int = Field(default=1000, ge=1)  # larger key sets delete through a semi-join
+    delivered_marker: str = "_DELIVERED"  # file a delivery job writes into an export run directory
+    default_retention_days: int = Field(default=730, ge=1)  # events of countries without their own policy
+    retention_days_by_country: dict[str, int] = Field(default_factory=dict)  # ISO alpha-2 -> days
+    residency: dict[str, str] = Field(default_factory=dict)  # ISO alpha-2 -> lakehouse root kept in-country
 
 
 class CdpConfig(_Model):

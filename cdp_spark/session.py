@@ -7,6 +7,8 @@ Nothing here runs at import time.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,9 @@ def build_session(cfg: CdpConfig) -> SparkSession:
     """Build (or get) the SparkSession described by ``cfg`` and log the detected capabilities."""
     if cfg.spark.mode == "embedded":
         Path(cfg.paths.checkpoints).mkdir(parents=True, exist_ok=True)
+        # Local Python workers must run this interpreter (the one with cdp_spark and its
+        # dependencies); PySpark reads PYSPARK_PYTHON when the context starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = configure_builder(SparkSession.builder, cfg.spark, cfg.paths.checkpoints).getOrCreate()
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     spark.sparkContext.setCheckpointDir(cfg.paths.checkpoints)

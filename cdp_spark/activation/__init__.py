@@ -1,0 +1,12 @@
+"""Activation: consent-aware, hashed-identifier exports of segment members to destinations."""
+
+from cdp_spark.activation.exports import (
+    ExportResult,
+    check_export,
+    export_delta,
+    export_rows,
+    hashed_contacts,
+    run_exports,
+)
+
+__all__ = ["ExportResult", "check_export", "export_delta", "export_rows", "hashed_contacts", "run_exports"]

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Strongest first: a record's star is centred on its strongest identifier, and a record whose
 # identifiers fall into different components is placed by the strongest.
-TYPE_PRIORITY: tuple[str, ...] = ("customer_id", "email", "phone", "loyalty_id", "legacy_id", "device_id", "cookie_id")
+TYPE_PRIORITY: tuple[str, ...] = ("customer_id", "email", "phone", "loyalty_id", "national_id", "legacy_id", "device_id", "cookie_id")
 IDENTIFIER_COLUMNS = ("source", "record_id", "id_type", "id_key", "anonymous", "seen_at")
 EDGE_COLUMNS = ("src", "dst", "rule", "confidence", "source", "first_seen", "last_seen", "records")
 

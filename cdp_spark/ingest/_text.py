@@ -179,6 +179,18 @@ def with_csv_fields(
     return apply
 
 
+def composite_key(parts: list[Column]) -> Column:
+    """One key column; a composite key (``record_key: "date,currency"``) joins its parts with ``|``
+    and is null (a missing key) when any part is null or blank."""
+    if len(parts) == 1:
+        return parts[0]
+    complete = None
+    for part in parts:
+        ok = part.isNotNull() & (F.trim(part.cast("string")) != "")
+        complete = ok if complete is None else complete & ok
+    return F.when(complete, F.concat_ws("|", *[p.cast("string") for p in parts]))
+
+
 def with_text_checks(
     *, key_field: str, event_field: str | None, timestamp_format: str | None, country_field: str | None, fixed_country: str | None
 ) -> Callable[[DataFrame], DataFrame]:
@@ -189,15 +201,16 @@ def with_text_checks(
 
     def apply(parsed: DataFrame) -> DataFrame:
         country = field(country_field) if country_field else F.lit(fixed_country).cast("string")
+        key = composite_key([field(name.strip()) for name in key_field.split(",")])
         reason = record_reason(
             F.col("pre_reason"),
-            key=field(key_field),
+            key=key,
             event_time=field(event_field) if event_field else None,
             timestamp_format=timestamp_format,
             country=country if country_field else None,
         )
         return parsed.select(
-            "file_path", "line", "value", "fields", reason.alias("reason"), field(key_field).alias("record_key"), country.alias("country")
+            "file_path", "line", "value", "fields", reason.alias("reason"), key.alias("record_key"), country.alias("country")
         )
 
     return apply

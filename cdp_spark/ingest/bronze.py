@@ -29,7 +29,7 @@ from cdp_spark.ingest._checks import country_codes, delta_safe_name, record_reas
 from cdp_spark.ingest._faults import fault_point
 from cdp_spark.ingest._landing import LandingFile, fingerprint, list_files
 from cdp_spark.ingest._parquet import DriftEvent, read_parquet_files
-from cdp_spark.ingest._text import parse_csv_header, read_text_lines, with_csv_fields, with_json_fields, with_text_checks
+from cdp_spark.ingest._text import composite_key, parse_csv_header, read_text_lines, with_csv_fields, with_json_fields, with_text_checks
 from cdp_spark.lake import Lake, Txn
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def _classify_text(ctx: _RunContext, src: SourceConfig, files: Sequence[LandingF
         parsed = lines.transform(with_json_fields(max_record_bytes=src.max_record_bytes, max_depth=MAX_JSON_DEPTH))
     checked = parsed.transform(
         with_text_checks(
-            key_field=_source_field(src, src.record_key),
+            key_field=",".join(_source_field(src, k) for k in src.key_columns),
             event_field=_source_field(src, src.event_time_column),
             timestamp_format=src.timestamp_format,
             country_field=_source_field(src, src.country_column),
@@ -289,7 +289,8 @@ def _classify_parquet(ctx: _RunContext, src: SourceConfig, files: Sequence[Landi
     def column(name: str | None) -> Column | None:
         return F.col(f"`{name}`") if name is not None and name in batch.columns else None
 
-    key = column(_source_field(src, src.record_key))
+    key_parts = [column(_source_field(src, k)) for k in src.key_columns]
+    key = None if any(p is None for p in key_parts) else composite_key(key_parts)
     event = column(_source_field(src, src.event_time_column))
     country_col = column(_source_field(src, src.country_column))
     country = country_col.cast("string") if country_col is not None else F.lit(src.country).cast("string")

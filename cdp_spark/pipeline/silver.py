@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 ANONYMOUS_TYPES = ("cookie_id", "device_id")
 # identifier type -> source column holding it (after the source's column mapping)
-IDENTIFIER_COLUMNS = ("customer_id", "email", "phone", "loyalty_id", "device_id", "cookie_id", "legacy_id")
+IDENTIFIER_COLUMNS = ("customer_id", "email", "phone", "loyalty_id", "device_id", "cookie_id", "legacy_id", "national_id")
 EVENT_KINDS = ("web_event", "app_event", "marketing", "support")
 ORDER_KINDS = ("order", "pos")
 PERSON_KINDS = ("customer", "person")
@@ -62,7 +62,7 @@ def _parse_date(col: Column) -> Column:
     """Dates of birth arrive as ISO, European and US forms; the first pattern that parses wins."""
     patterns = ("yyyy-MM-dd", "dd.MM.yyyy", "dd/MM/yyyy", "yyyy/MM/dd", "yyyyMMdd", "MM/dd/yyyy")
     text = F.trim(col.cast("string"))
-    return F.coalesce(*[F.try_to_date(text, F.lit(p)) for p in patterns])
+    return F.coalesce(*[F.try_to_date(text, p) for p in patterns])
 
 
 def canonical(src: SourceConfig) -> Callable[[DataFrame], DataFrame]:
@@ -166,6 +166,10 @@ def person_records(src: SourceConfig, df: DataFrame, *, gmail_rule: bool) -> Dat
         F.trim(_col_or_null(df, "customer_id")).alias("customer_id"),
         F.upper(F.trim(_col_or_null(df, "loyalty_id"))).alias("loyalty_id"),
         F.trim(_col_or_null(df, "legacy_id")).alias("legacy_id"),
+        F.when(
+            F.length(F.regexp_replace(_col_or_null(df, "national_id"), "[^0-9A-Za-z]", "")) > 0,
+            F.concat_ws(":", F.col("country"), F.upper(F.regexp_replace(_col_or_null(df, "national_id"), "[^0-9A-Za-z]", ""))),
+        ).alias("national_id"),
         updated.alias("updated_at"),
         F.col("_ingested_at").alias("ingested_at"),
         F.col("_file_path"),
@@ -194,6 +198,7 @@ def identifier_rows(df: DataFrame, *, key: bytes, ts_col: str = "event_ts") -> D
         "device_id": "device_id",
         "cookie_id": "cookie_id",
         "legacy_id": "legacy_id",
+        "national_id": "national_id",
     }
     present = [(t, c) for t, c in value_cols.items() if c in df.columns]
     if not present:
