@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 from cdp_spark.config import CdpConfig, load_config
@@ -64,7 +65,9 @@ def run_demo(*, config_path: str, customers: int, seed: int, fresh: bool) -> int
     if fresh:
         _reset(cfg, demo_root)
     if not landing.exists():
-        report = generate(demo_root, customers=customers, seed=seed)
+        # A year of history ending yesterday, so recency, churn windows and TTLs look like production.
+        start = date.today() - timedelta(days=366)
+        report = generate(demo_root, customers=customers, seed=seed, days=365, start=start.isoformat())
         print(report.summary(), flush=True)
     else:
         log.info("reusing demo data in %s (use --fresh to regenerate)", demo_root)
