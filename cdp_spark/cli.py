@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lakehouse", help="override paths.lakehouse")
     run.add_argument("--stage", choices=STAGES, action="append", help="run only this stage (repeatable)")
     run.add_argument("--run-date", type=_date, help="logical run date, YYYY-MM-DD")
+    run.add_argument("--run-id", help="reuse a run id (resume a crashed run: committed writes are skipped)")
+    run.add_argument("--wait-lock", type=float, help="seconds to wait for another run holding the lakehouse (default: refuse at once)")
 
     gen = sub.add_parser("generate", help="write labelled synthetic landing data and ground truth")
     gen.add_argument("--customers", type=int, required=True)
@@ -82,8 +84,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cdp_spark.session import build_session
 
     cfg = load_config(args.config).with_paths(landing=args.landing, lakehouse=args.lakehouse)
+    if args.wait_lock is not None:
+        cfg = cfg.model_copy(update={"ops": cfg.ops.model_copy(update={"lock_wait_seconds": args.wait_lock})})
     spark = build_session(cfg)
-    results = run_pipeline(spark, cfg, stages=args.stage, run_date=args.run_date, on_result=lambda r: print(r.line(), flush=True))
+    results = run_pipeline(spark, cfg, stages=args.stage, run_id=args.run_id, run_date=args.run_date, on_result=lambda r: print(r.line(), flush=True))
     return 0 if results and all(r.status == "succeeded" for r in results) else 1
 
 

@@ -203,6 +203,11 @@ class PrivacyConfig(_Model):
     residency: dict[str, str] = Field(default_factory=dict)  # ISO alpha-2 -> lakehouse root kept in-country
 
 
+class OpsConfig(_Model):
+    lock_wait_seconds: float = Field(default=0.0, ge=0)  # 0: refuse at once when another run holds the lakehouse
+    lock_stale_after_seconds: float = Field(default=600.0, gt=0)
+
+
 class CdpConfig(_Model):
     paths: PathsConfig = PathsConfig()
     spark: SparkConfig = SparkConfig()
@@ -214,6 +219,7 @@ class CdpConfig(_Model):
     gold: GoldConfig = GoldConfig()
     models: ModelsConfig = ModelsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    ops: OpsConfig = OpsConfig()
 
     def with_paths(self, **overrides: str | None) -> CdpConfig:
         """A copy with some paths replaced (CLI ``--landing``/``--lakehouse``)."""

@@ -17,6 +17,7 @@ def parse_args(stage: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lakehouse", help="override paths.lakehouse")
     parser.add_argument("--run-date", type=_date)
     parser.add_argument("--run-id", help="reuse a run id (resume or correlate stages of one scheduled run)")
+    parser.add_argument("--wait-lock", type=float, help="seconds to wait for another run holding the lakehouse (default: refuse at once)")
     return parser.parse_args(argv)
 
 
@@ -37,8 +38,12 @@ def stage_main(stage: str, argv: list[str] | None = None) -> int:
     except CdpError as err:
         print(f"jobs/{stage}.py: error: {err}")
         return 2
+    from cdp_spark.runlock import RunLock
+
+    run_id = args.run_id or new_run_id(args.run_date)
     spark = build_session(cfg)
-    result = run_stage(spark, cfg, stage, run_id=args.run_id or new_run_id(args.run_date), run_date=args.run_date)
-    record_stage_result(spark, cfg, result)
+    with RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=cfg.ops.lock_wait_seconds, stale_after_seconds=cfg.ops.lock_stale_after_seconds):
+        result = run_stage(spark, cfg, stage, run_id=run_id, run_date=args.run_date)
+        record_stage_result(spark, cfg, result)
     print(result.line(), flush=True)
     return 0 if result.status == "succeeded" else 1

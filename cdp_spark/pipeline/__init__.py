@@ -105,13 +105,15 @@ def run_pipeline(
     run_id = run_id or new_run_id(run_date)
     results: list[StageResult] = []
     from cdp_spark.ops import record_stage_result  # local: ops imports the lake
+    from cdp_spark.runlock import RunLock
 
-    for name in ordered:
-        result = run_stage(spark, cfg, name, run_id=run_id, run_date=run_date)
-        record_stage_result(spark, cfg, result)
-        results.append(result)
-        if on_result:
-            on_result(result)
-        if result.status != "succeeded":
-            break
+    with RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=cfg.ops.lock_wait_seconds, stale_after_seconds=cfg.ops.lock_stale_after_seconds):
+        for name in ordered:
+            result = run_stage(spark, cfg, name, run_id=run_id, run_date=run_date)
+            record_stage_result(spark, cfg, result)
+            results.append(result)
+            if on_result:
+                on_result(result)
+            if result.status != "succeeded":
+                break
     return results
