@@ -111,6 +111,30 @@ class LinkRule(_Model):
     confidence: float = Field(default=1.0, gt=0, le=1)
 
 
+class ProbabilisticConfig(_Model):
+    """Probabilistic (Splink) matching of person records; see docs/matching.md."""
+
+    enabled: bool = True
+    match_probability: float = Field(default=0.99, gt=0, lt=1)  # pairs above it become identity edges
+    # Each rule lists matching-feature columns (or Spark SQL expressions over them) that must be equal.
+    blocking_rules: tuple[tuple[str, ...], ...] = (
+        ("country", "dob"),
+        ("country", "postcode", "last_initial"),
+        ("name_key", "birth_year"),
+    )
+    model_dir: str | None = None  # None: <paths.lakehouse>/models/identity_probabilistic; relative: under the lakehouse
+    retrain: bool = False  # train a new model version instead of scoring with the latest saved one
+    max_pairs: int = Field(default=20_000_000, ge=1)  # refuse blocking rules that would score more candidate pairs
+    max_links_per_record: int = Field(default=3, ge=1)  # an edge must be among the best N of both its records
+
+    @field_validator("blocking_rules")
+    @classmethod
+    def _rules_given(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        if not value or any(not rule or any(not part.strip() for part in rule) for rule in value):
+            raise ValueError("give at least one rule, each a non-empty list of column names such as [country, dob]")
+        return value
+
+
 class IdentityConfig(_Model):
     max_rounds: int | None = None
     junk_max_records: int = Field(default=50, ge=2)
@@ -119,6 +143,7 @@ class IdentityConfig(_Model):
     component_size_alarm: int = Field(default=200, ge=2)
     anonymous_ttl_days: int = Field(default=395, ge=1)
     link_rules: tuple[LinkRule, ...] = ()
+    probabilistic: ProbabilisticConfig = ProbabilisticConfig()
 
 
 class SurvivorshipRule(_Model):
@@ -201,6 +226,16 @@ class PrivacyConfig(_Model):
     default_retention_days: int = Field(default=730, ge=1)  # events of countries without their own policy
     retention_days_by_country: dict[str, int] = Field(default_factory=dict)  # ISO alpha-2 -> days
     residency: dict[str, str] = Field(default_factory=dict)  # ISO alpha-2 -> lakehouse root kept in-country
+
+    @field_validator("retention_days_by_country", "residency")
+    @classmethod
+    def _country_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if not (len(k) == 2 and k.isascii() and k.isalpha())]
+        if bad:
+            raise ValueError(f"keys must be ISO 3166 alpha-2 country codes such as DE or TR, got {bad}")
+        if any(isinstance(v, int) and v < 1 for v in value.values()):
+            raise ValueError("retention days must be at least 1")
+        return {k.upper(): v for k, v in value.items()}
 
 
 class OpsConfig(_Model):

@@ -1,0 +1,386 @@
+"""Privacy: erasure end to end (bronze → silver → gold → exports → files on disk), suppression
+against re-ingestion, retention/TTL purge, PII scan, request parsing and residency.
+
+The lakehouse is tiny and built once: bronze rows for two customers (A: Ana, B: Bora) plus an
+anonymous visitor, silver by the real silver transforms, gold identity/profile tables by hand,
+two export runs (one delivered). Each test works on its own copy. Identifier keys are checked
+against Python's ``hmac`` (an oracle independent of the Spark HMAC).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import random
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from cdp_spark.activation.exports import write_export
+from cdp_spark.config import ExportConfig, parse_config
+from cdp_spark.lake import Lake
+from cdp_spark.privacy import (
+    ErasureRequestError,
+    apply_suppression,
+    forget,
+    purge_expired,
+    read_requests,
+    residency_split,
+    scan_for_raw_pii,
+)
+from cdp_spark.privacy.pseudonymize import load_secret
+
+D = datetime
+SOURCES = [
+    {"name": "crm", "kind": "customer", "path": "crm/*.csv", "format": "csv", "country_column": "country",
+     "event_time_column": "updated_at", "record_key": "customer_id"},
+    {"name": "web", "kind": "web_event", "path": "web/*.jsonl", "format": "json", "country_column": "country",
+     "event_time_column": "event_ts", "record_key": "event_id"},
+    {"name": "shop", "kind": "order", "path": "shop/*.jsonl", "format": "json", "country_column": "country",
+     "event_time_column": "order_ts", "record_key": "order_id"},
+    {"name": "optin", "kind": "consent", "path": "optin/*.csv", "format": "csv", "country_column": "country",
+     "event_time_column": "event_ts", "record_key": "consent_id"},
+]
+CRM = [  # customer_id, email, phone, country, first_name, last_name, updated_at
+    ("CRM-A1", "Ana.Lopez+promo@gmail.com", "+49 30 12345678", "Germany", "Ana", "Lopez", "2025-11-01T10:00:00"),
+    ("CRM-B2", "bora.yilmaz@mail.com.tr", "0532 123 45 67", "TR", "Bora", "Yilmaz", "2025-11-02T10:00:00"),
+]
+WEB = [  # event_id, customer_id, cookie_id, event_type, country, event_ts
+    ("WEB-A1", "CRM-A1", "ck-ana-123", "page_view", "DE", "2025-12-01T09:00:00"),
+    ("WEB-A2", None, "ck-ana-123", "page_view", "DE", "2020-01-01T09:00:00"),  # anonymous, but Ana's cookie
+    ("WEB-B3", "CRM-B2", None, "add_to_cart", "TR", "2024-01-05T09:00:00"),
+    ("WEB-Z4", None, "ck-zed-999", "page_view", "DE", "2020-01-02T09:00:00"),  # anonymous visitor
+]
+SHOP = [  # order_id, customer_id, amount, currency, country, order_ts
+    ("ORD-A1", "CRM-A1", 120.0, "EUR", "DE", "2025-12-02T12:00:00"),
+    ("ORD-B2", "CRM-B2", 80.0, "EUR", "TR", "2025-12-03T12:00:00"),
+]
+OPTIN = [  # consent_id, customer_id, email, purpose, status, country, event_ts
+    ("CON-A1", None, "ANA.LOPEZ@gmail.com", "marketing_email", "granted", "DE", "2025-10-01T08:00:00"),  # email only: unresolved
+    ("CON-B2", "CRM-B2", None, "ads", "granted", "TR", "2025-10-02T08:00:00"),
+]
+UID = {"CRM-A1": "cu_ana", "WEB-A1": "cu_ana", "WEB-A2": "cu_ana", "ORD-A1": "cu_ana",
+       "CRM-B2": "cu_bora", "WEB-B3": "cu_bora", "ORD-B2": "cu_bora", "CON-B2": "cu_bora", "WEB-Z4": "cu_zed"}
+ANA_RECORDS = {"CRM-A1", "WEB-A1", "WEB-A2", "ORD-A1", "CON-A1"}
+ANA_IDS = {"email": "analopez@gmail.com", "phone": "+493012345678", "customer_id": "CRM-A1", "cookie_id": "ck-ana-123"}
+BORA_IDS = {"email": "bora.yilmaz@mail.com.tr", "phone": "+905321234567", "customer_id": "CRM-B2"}
+
+
+def hkey(key: bytes, id_type: str, value: str) -> str:
+    return hmac.new(key, f"{id_type}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _meta(rows, source, key_idx, country_idx):
+    return [(*r, source, r[key_idx], r[country_idx], D(2026, 1, 10), f"/landing/{source}.txt", n + 1) for n, r in enumerate(rows)]
+
+
+_META = "_source string, _record_key string, _country string, _ingested_at timestamp, _file_path string, _line long"
+
+
+def _bronze_frames(spark):
+    return {
+        "crm": spark.createDataFrame(_meta(CRM, "crm", 0, 3), "customer_id string, email string, phone string, country string, "
+                                     f"first_name string, last_name string, updated_at string, {_META}"),
+        "web": spark.createDataFrame(_meta(WEB, "web", 0, 4), "event_id string, customer_id string, cookie_id string, "
+                                     f"event_type string, country string, event_ts string, {_META}"),
+        "shop": spark.createDataFrame(_meta(SHOP, "shop", 0, 4), "order_id string, customer_id string, amount double, "
+                                      f"currency string, country string, order_ts string, {_META}"),
+        "optin": spark.createDataFrame(_meta(OPTIN, "optin", 0, 5), "consent_id string, customer_id string, email string, "
+                                       f"purpose string, status string, country string, event_ts string, {_META}"),
+    }
+
+
+# Silver as the silver stage writes it (the columns erasure and retention rely on), standardized by hand.
+IDENTIFIERS = [  # source, record_id, id_type, value, country, seen_at
+    ("crm", "CRM-A1", "customer_id", "CRM-A1", "DE", D(2025, 11, 1, 10)), ("crm", "CRM-A1", "email", "analopez@gmail.com", "DE", D(2025, 11, 1, 10)),
+    ("crm", "CRM-A1", "phone", "+493012345678", "DE", D(2025, 11, 1, 10)), ("crm", "CRM-B2", "customer_id", "CRM-B2", "TR", D(2025, 11, 2, 10)),
+    ("crm", "CRM-B2", "email", "bora.yilmaz@mail.com.tr", "TR", D(2025, 11, 2, 10)), ("crm", "CRM-B2", "phone", "+905321234567", "TR", D(2025, 11, 2, 10)),
+    ("web", "WEB-A1", "customer_id", "CRM-A1", "DE", D(2025, 12, 1, 9)), ("web", "WEB-A1", "cookie_id", "ck-ana-123", "DE", D(2025, 12, 1, 9)),
+    ("web", "WEB-A2", "cookie_id", "ck-ana-123", "DE", D(2020, 1, 1, 9)), ("web", "WEB-B3", "customer_id", "CRM-B2", "TR", D(2024, 1, 5, 9)),
+    ("web", "WEB-Z4", "cookie_id", "ck-zed-999", "DE", D(2020, 1, 2, 9)), ("shop", "ORD-A1", "customer_id", "CRM-A1", "DE", D(2025, 12, 2, 12)),
+    ("shop", "ORD-B2", "customer_id", "CRM-B2", "TR", D(2025, 12, 3, 12)), ("optin", "CON-A1", "email", "analopez@gmail.com", "DE", D(2025, 10, 1, 8)),
+    ("optin", "CON-B2", "customer_id", "CRM-B2", "TR", D(2025, 10, 2, 8)),
+]
+
+
+def _silver_frames(spark, key: bytes) -> dict:
+    ids = [(s, r, t, hkey(key, t, v), t in ("cookie_id", "device_id"), c, ts) for s, r, t, v, c, ts in IDENTIFIERS]
+    people = [("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10)), ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10))]
+    people_schema = "source string, record_id string, country string, first_name string, last_name string, updated_at timestamp"
+    return {
+        "identifiers": spark.createDataFrame(ids, "source string, record_id string, id_type string, id_key string, anonymous boolean, country string, seen_at timestamp"),
+        "customer_records": spark.createDataFrame(people, people_schema),
+        "customer_record_history": spark.createDataFrame(people, people_schema),
+        "pii_contacts": spark.createDataFrame(
+            [("crm", "CRM-A1", "DE", "analopez@gmail.com", "+493012345678"), ("crm", "CRM-B2", "TR", "bora.yilmaz@mail.com.tr", "+905321234567"),
+             ("optin", "CON-A1", "DE", "analopez@gmail.com", None)],
+            "source string, record_id string, country string, email_norm string, phone_e164 string",
+        ),
+        "interactions": spark.createDataFrame(
+            [("web", r[0], r[4], datetime.fromisoformat(r[5]), "web_event", r[3]) for r in WEB],
+            "source string, record_id string, country string, event_ts timestamp, kind string, event_type string",
+        ),
+        "orders": spark.createDataFrame(
+            [("shop", r[0], r[4], datetime.fromisoformat(r[5]), r[2]) for r in SHOP], "source string, record_id string, country string, order_ts timestamp, amount double"
+        ),
+        "consents": spark.createDataFrame(
+            [("optin", "CON-A1", "DE", "email", hkey(key, "email", "analopez@gmail.com"), "marketing_email", True, D(2025, 10, 1, 8), None, True),
+             ("optin", "CON-B2", "TR", "customer_id", hkey(key, "customer_id", "CRM-B2"), "ads", True, D(2025, 10, 2, 8), None, True)],
+            "source string, record_id string, country string, subject_type string, subject_key string, purpose string, granted boolean, "
+            "valid_from timestamp, valid_to timestamp, is_current boolean",
+        ),
+        "fx_rates": spark.createDataFrame([(date(2025, 12, 1), "TRY", 0.03)], "date date, currency string, rate_to_eur double"),
+    }
+
+
+def _config(base: Path, **privacy):
+    return parse_config(
+        {
+            "paths": {"lakehouse": str(base / "lake"), "exports": str(base / "exports"), "landing": str(base / "landing")},
+            "engines": {"storage": "delta-rs"},
+            "silver": {"local_secret_file": str(base / "secret.key")},
+            "sources": SOURCES,
+            "privacy": {"vacuum_retention_hours": 0, **privacy},
+        },
+        base_dir=base,
+    )
+
+
+def _build(spark, base: Path) -> None:
+    cfg = _config(base)
+    key = load_secret(cfg.silver.pseudonymization_secret_env, local_file=cfg.silver.local_secret_file, allow_create=True)
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs", run_id="build")
+    bronze = _bronze_frames(spark)
+    for name, df in bronze.items():
+        lake.overwrite("bronze", name, df)
+    quarantine = spark.createDataFrame(
+        [("crm", "/landing/crm.txt", 7, "record", "bad date", "CRM-A9,ana.lopez+promo@gmail.com,Ana,31.02.1990"),
+         ("crm", "/landing/crm.txt", 8, "record", "bad date", "CRM-B9,bora.yilmaz@mail.com.tr,Bora,31.02.1991")],
+        "source string, file_path string, line long, level string, reason string, raw string",
+    )
+    lake.overwrite("bronze", "quarantine", quarantine)
+    for name, df in _silver_frames(spark, key).items():
+        lake.overwrite("silver", name, df)
+    ids = lake.read("silver", "identifiers")
+    uid_map = spark.createDataFrame(list(UID.items()), "record_id string, customer_uid string")
+    imap = ids.select("source", "record_id").distinct().join(uid_map, "record_id").select("source", "record_id", "customer_uid")
+    lake.overwrite("gold", "identity_map", imap)
+    nodes = ids.join(imap, ["source", "record_id"]).select(F.concat_ws(":", "id_type", "id_key").alias("node"), "customer_uid").distinct()
+    lake.overwrite("gold", "identity_nodes", nodes.withColumn("component", F.col("customer_uid")))
+    lake.overwrite("gold", "identity_edges", nodes.select(F.col("node").alias("src"), F.col("node").alias("dst"), "customer_uid"))
+    sha = {u: hashlib.sha256(e.encode()).hexdigest() for u, e in (("cu_ana", ANA_IDS["email"]), ("cu_bora", BORA_IDS["email"]))}
+    profile = spark.createDataFrame(
+        [("cu_ana", "Ana", "DE", sha["cu_ana"], True), ("cu_bora", "Bora", "TR", sha["cu_bora"], True), ("cu_zed", None, "DE", None, None)],
+        "customer_uid string, first_name string, country string, email_sha256 string, consent_marketing_email boolean",
+    )
+    lake.overwrite("gold", "customer_profile", profile)
+    lake.overwrite("gold", "customer_features", spark.createDataFrame([("cu_ana", 1), ("cu_bora", 1)], "customer_uid string, orders long"))
+    lake.overwrite("gold", "customer_scores", spark.createDataFrame([("cu_ana", date(2026, 1, 1), 0.2), ("cu_bora", date(2026, 1, 1), 0.7)],
+                                                                    "customer_uid string, scoring_date date, churn double"))
+    lake.overwrite("gold", "segment_membership", spark.createDataFrame([("buyers", "cu_ana", "r1"), ("buyers", "cu_bora", "r1")],
+                                                                       "segment string, customer_uid string, entered_run_id string"))
+    lake.overwrite("gold", "export_state", spark.createDataFrame([("news", "cu_ana", "h1", '{"first_name":"Ana"}'), ("news", "cu_bora", "h2", '{"first_name":"Bora"}')],
+                                                                 "destination string, customer_uid string, row_hash string, payload string"))
+    dest = ExportConfig(name="news", segments=("buyers",), fields=("email_sha256", "first_name", "segments"), format="csv")
+    rows = profile.where(F.col("email_sha256").isNotNull()).select("customer_uid", "email_sha256", "first_name", F.array(F.lit("buyers")).alias("segments"))
+    for run_id in ("r0", "r1"):
+        write_export(rows, dest, str(base / "exports" / "news" / run_id), run_id=run_id, created_at=D(2026, 1, 1), counts={"rows": 2})
+    (base / "exports" / "news" / "r0" / "_DELIVERED").write_text("2026-01-01T00:00:00Z\n")
+
+
+@pytest.fixture(scope="module")
+def template(spark, tmp_path_factory, monkeypatch_module):
+    base = tmp_path_factory.mktemp("privacy_template")
+    _build(spark, base)
+    return base
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    mp.delenv("CDP_PSEUDONYMIZATION_KEY", raising=False)
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture
+def lakehouse(template, tmp_path):
+    """A private copy of the template lakehouse: (cfg, base, key)."""
+    base = tmp_path / "copy"
+    shutil.copytree(template, base)
+    cfg = _config(base)
+    return cfg, base, (base / "secret.key").read_text().strip().encode()
+
+
+def _markers(key: bytes, ids: dict[str, str], extra: set[str]) -> set[str]:
+    return {hkey(key, t, v) for t, v in ids.items()} | extra
+
+
+def _rows_holding(texts, markers: set[str]) -> list[str]:
+    return [t for t in texts if any(m.lower() in t.lower() for m in markers)]
+
+
+def _table_texts(spark, lake: Lake, layer: str, name: str) -> list[str]:
+    return [r[0] for r in lake.read(layer, name).select(F.to_json(F.struct("*"))).collect()]
+
+
+def _parquet_texts(root: Path) -> list[str]:
+    """Every row of every Parquet file under bronze, silver and gold (ops holds the hashed suppression keys by design)."""
+    out = []
+    for file in sorted(f for layer in ("bronze", "silver", "gold") for f in (root / layer).rglob("*.parquet")):
+        out += [json.dumps(row, default=str) for row in pq.read_table(file).to_pylist()]
+    return out
+
+
+def _sorted_keys(lake: Lake, layer: str, name: str, col: str) -> list[str]:
+    return sorted(r[0] for r in lake.read(layer, name).select(col).collect())
+
+
+def test_forget_removes_a_customer_from_every_table_file_and_undelivered_export(spark, lakehouse):
+    cfg, base, key = lakehouse
+    ana = _markers(key, ANA_IDS, ANA_RECORDS | {"cu_ana", "lopez"})
+    bora = _markers(key, BORA_IDS, {"cu_bora", "yilmaz"})
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    assert _rows_holding(_parquet_texts(base / "lake"), ana), "the oracle must see Ana before erasure"
+
+    report = forget(spark, cfg, ["email:ANA.LOPEZ@gmail.com"], run_id="erase-1")
+
+    assert (report.subjects, report.customers, report.records) == (1, 1, 5)
+    # Current version of every table: nothing of Ana, everything of Bora still there.
+    for layer in ("bronze", "silver", "gold"):
+        for name in lake.tables(layer):
+            assert _rows_holding(_table_texts(spark, lake, layer, name), ana) == [], f"{layer}.{name}"
+    assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-B2"]
+    assert _sorted_keys(lake, "bronze", "web", "_record_key") == ["WEB-B3", "WEB-Z4"]
+    assert _sorted_keys(lake, "bronze", "optin", "_record_key") == ["CON-B2"]
+    assert _sorted_keys(lake, "bronze", "quarantine", "raw") == ["CRM-B9,bora.yilmaz@mail.com.tr,Bora,31.02.1991"]
+    assert _sorted_keys(lake, "silver", "consents", "record_id") == ["CON-B2"]  # Ana's unresolved email consent went too
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_bora", "cu_zed"]
+    assert report.rows_removed["silver.identifiers"] == 8 and report.rows_removed["bronze.web"] == 2
+    # No data file on disk holds Ana after the vacuum; Bora's files are intact.
+    files = _parquet_texts(base / "lake")
+    assert _rows_holding(files, ana) == []
+    assert _rows_holding(files, bora)
+    # Undelivered export rewritten with a consistent manifest; the delivered one is reported, not touched.
+    run = base / "exports" / "news" / "r1"
+    manifest = json.loads((run / "manifest.json").read_text())
+    [entry] = manifest["files"]
+    data = run / entry["name"]
+    with data.open() as fh:
+        assert [r["customer_uid"] for r in csv.DictReader(fh)] == ["cu_bora"]
+    assert (manifest["rows"], entry["sha256"], entry["bytes"]) == (1, hashlib.sha256(data.read_bytes()).hexdigest(), data.stat().st_size)
+    assert manifest["erasures"][0]["rows_removed"] == 1
+    assert report.exports_rewritten == {str(run): 1}
+    assert report.exports_delivered == (str(base / "exports" / "news" / "r0"),)
+    # Log and suppression list: hashed only.
+    log_rows = lake.read("ops", "erasure_log").collect()
+    assert [(r.subject_hash, r.subject_type, r.customers, r.records) for r in log_rows] == [(hkey(key, "email", ANA_IDS["email"]), "email", 1, 5)]
+    assert _rows_holding(_table_texts(spark, lake, "ops", "erasure_log"), {"lopez", "ana.", "CRM-A1", "+49"}) == []
+    suppressed = {(r.id_type, r.id_key) for r in lake.read("ops", "suppression").collect()}
+    assert suppressed == {(t, hkey(key, t, v)) for t, v in ANA_IDS.items()}
+    # No resurrection: the original raw rows, re-run through suppression, bring nothing of Ana back.
+    raw = _bronze_frames(spark)
+    listed = lake.read("ops", "suppression")
+    kept, dropped = apply_suppression(
+        raw["crm"], key=key, suppressed=listed, columns={"email": "email", "phone": "phone", "customer_id": "customer_id"}, country_col="country"
+    )
+    assertDataFrameEqual(kept, raw["crm"].where(F.col("customer_id") == "CRM-B2"))
+    assertDataFrameEqual(dropped, raw["crm"].where(F.col("customer_id") == "CRM-A1"))
+    kept_web, _ = apply_suppression(raw["web"], key=key, suppressed=listed, columns={"customer_id": "customer_id", "cookie_id": "cookie_id"}, country_col=None)
+    assert sorted(r.event_id for r in kept_web.collect()) == ["WEB-B3", "WEB-Z4"]  # Ana's anonymous cookie event stays out
+    kept_optin, _ = apply_suppression(raw["optin"], key=key, suppressed=listed, columns={"customer_id": "customer_id", "email": "email"}, country_col="country")
+    assert _rows_holding([json.dumps(r.asDict(), default=str) for r in kept_optin.collect()], ana) == []
+
+
+def test_apply_suppression_standardizes_raw_values_like_silver(spark):
+    key = b"k" * 32
+    suppressed = spark.createDataFrame([(hkey(key, "email", "analopez@gmail.com"),), (hkey(key, "phone", "+905321234567"),)], "id_key string")
+    raw = spark.createDataFrame(
+        [("1", " ANA.Lopez+news@GoogleMail.com ", None, "DE"), ("2", None, "0532 123 45 67", "Turkey"), ("3", "ana@lopez.de", "0532 123 45 67", "DE"),
+         ("4", None, None, None)],
+        "id string, mail string, tel string, ctry string",
+    )
+    kept, dropped = apply_suppression(raw, key=key, suppressed=suppressed, columns={"email": "mail", "phone": "tel"}, country_col="ctry")
+    assertDataFrameEqual(dropped, raw.where(F.col("id").isin("1", "2")))
+    assertDataFrameEqual(kept, raw.where(F.col("id").isin("3", "4")))  # 0532... read in DE is another number
+
+
+@pytest.mark.slow
+def test_forget_through_a_semi_join_matches_the_in_list_result(spark, lakehouse):
+    cfg, base, key = lakehouse
+    cfg = _config(base, erasure_in_list_max=1)  # every key set is over the bound: IN-subqueries on temp views
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    report = forget(spark, cfg, ["phone:DE:030 12345678", "customer_uid:cu_zed"], run_id="erase-3")
+    assert (report.customers, report.records) == (2, 6)  # Ana's 4 + her email-only consent + the stranger's event
+    assert _sorted_keys(lake, "bronze", "web", "_record_key") == ["WEB-B3"]
+    assert _sorted_keys(lake, "silver", "consents", "record_id") == ["CON-B2"]
+    assert _sorted_keys(lake, "gold", "identity_map", "record_id") == ["CON-B2", "CRM-B2", "ORD-B2", "WEB-B3"]
+    assert [v.name for v in spark.catalog.listTables() if v.name.startswith("_cdp_")] == []
+
+
+def test_purge_drops_stale_anonymous_visitors_and_events_past_their_country_retention(spark, lakehouse):
+    cfg, base, key = lakehouse
+    cfg = _config(base, default_retention_days=3650, retention_days_by_country={"TR": 365})
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    out = purge_expired(spark, cfg, run_date=date(2026, 1, 15), run_id="purge-1")
+    # WEB-Z4: cookie-only visitor unseen for > 395 days; WEB-A2 is as old but Ana's cookie (tied to a login): kept.
+    # WEB-B3: a Turkish event older than TR's 365 days; ORD-B2 (TR, recent) and German events stay.
+    assert (out["anonymous_customers"], out["anonymous_records"], out["expired_events"]) == (1, 1, 1)
+    assert _sorted_keys(lake, "bronze", "web", "_record_key") == ["WEB-A1", "WEB-A2"]
+    assert _sorted_keys(lake, "silver", "interactions", "record_id") == ["WEB-A1", "WEB-A2"]
+    assert _sorted_keys(lake, "silver", "orders", "record_id") == ["ORD-A1", "ORD-B2"]
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_bora"]
+    assert "WEB-Z4" not in _sorted_keys(lake, "gold", "identity_map", "record_id")
+    assert _rows_holding(_parquet_texts(base / "lake"), {"WEB-Z4", "WEB-B3", "ck-zed-999"}) == []
+
+
+def test_pii_scan_finds_raw_contacts_but_not_hashes_or_dates(spark, tmp_path):
+    cfg = _config(tmp_path)
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    rng = random.Random(11)
+    digests = [hashlib.sha256(str(rng.random()).encode()).hexdigest() for _ in range(500)]
+    rows = [(f"cu_{i}", d, "2024-01-05 10:20:30", None) for i, d in enumerate(digests)]
+    rows += [("cu_x", digests[0], "2024-01-05", "call +905321234567 or mail ana@lopez.com.tr"), ("cu_y", digests[1], "2024", "0532 123 45 67")]
+    lake.overwrite("gold", "customer_profile", spark.createDataFrame(rows, "customer_uid string, email_sha256 string, updated string, note string"))
+    lake.overwrite("gold", "customer_scores", spark.createDataFrame([("cu_1", 0.5)], "customer_uid string, churn double"))
+    dest = ExportConfig(name="ads", segments=("s",), fields=("email_sha256",), format="csv")
+    leak = spark.createDataFrame([("cu_1", digests[2]), ("cu_2", "bora@mail.com.tr")], "customer_uid string, email_sha256 string")
+    write_export(leak, dest, str(tmp_path / "exports" / "ads" / "r1"), run_id="r1", created_at=D(2026, 1, 1), counts={"rows": 2})
+    name = json.loads((tmp_path / "exports" / "ads" / "r1" / "manifest.json").read_text())["files"][0]["name"]
+
+    assert scan_for_raw_pii(spark, cfg) == [
+        "gold.customer_profile.note: 1 values look like emails",
+        "gold.customer_profile.note: 2 values look like phone numbers",
+        f"exports/ads/r1/{name}.email_sha256: 1 values look like emails",
+    ]
+
+
+def test_read_requests_skips_comments_and_bad_subjects_fail_before_anything_changes(spark, lakehouse, tmp_path):
+    cfg, base, key = lakehouse
+    requests = tmp_path / "requests.txt"
+    requests.write_text("# ticket 123\nemail:ana@x.de\n\n  phone:TR:0532 123 45 67  \ncrm:CRM-B2\n")
+    assert read_requests(requests) == ["email:ana@x.de", "phone:TR:0532 123 45 67", "crm:CRM-B2"]
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    versions = {n: lake.version("bronze", n) for n in lake.tables("bronze")}
+    with pytest.raises(ErasureRequestError, match="unknown subject type 'fax'"):
+        forget(spark, cfg, ["fax:0301234"], run_id="bad-1")
+    with pytest.raises(ErasureRequestError, match="#2: phone"):
+        forget(spark, cfg, ["email:ana@x.de", "phone:0301234"], run_id="bad-2")  # national number without a country
+    assert {n: lake.version("bronze", n) for n in lake.tables("bronze")} == versions
+
+
+def test_residency_split_routes_countries_to_their_roots(spark, tmp_path):
+    cfg = parse_config({"paths": {"lakehouse": "/lake/eu"}, "privacy": {"residency": {"tr": "/lake/tr", "RU": "/lake/ru"}}}, base_dir=tmp_path)
+    df = spark.createDataFrame([("1", "TR"), ("2", "DE"), ("3", None), ("4", "ru"), ("5", "tr ")], "id string, country string")
+    parts = residency_split(df, "country", cfg)
+    assert sorted(parts) == ["/lake/eu", "/lake/ru", "/lake/tr"]
+    assertDataFrameEqual(parts["/lake/tr"], df.where(F.col("id").isin("1", "5")))
+    assertDataFrameEqual(parts["/lake/ru"], df.where(F.col("id") == "4"))
+    assertDataFrameEqual(parts["/lake/eu"], df.where(F.col("id").isin("2", "3")))
