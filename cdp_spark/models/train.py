@@ -32,7 +32,7 @@ from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
 
-INPUT_TABLES = (("silver", "orders"), ("silver", "interactions"), ("silver", "customer_records"), ("gold", "identity_map"))
+INPUT_TABLES = (("silver", "orders"), ("silver", "interactions"), ("silver", "customer_record_history"), ("gold", "identity_map"))
 PIP_REQUIREMENTS = ["pyspark==4.2.0"]  # explicit: MLflow's requirement inference costs ~20 s per model
 
 
@@ -60,7 +60,7 @@ def read_inputs(lake) -> tuple[Inputs, dict[str, int | None]]:
         orders=lake.read("silver", "orders"),
         interactions=lake.read("silver", "interactions"),
         identity_map=lake.read("gold", "identity_map"),
-        records=lake.read("silver", "customer_records"),
+        records=lake.read("silver", "customer_record_history"),  # point-in-time: every version
     )
     return inputs, versions
 

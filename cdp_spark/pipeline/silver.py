@@ -26,6 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig, SourceConfig
+from cdp_spark.faults import fault_point
 from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,7 @@ def build_silver(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFram
     events_all = union(event_frames)
     if events_all is not None:
         before = events_all.count()
-        by_id = dedupe(events_all, key=["source", "record_id"], order=_first_arrival())
+        by_id = dedupe(events_all, key=["source", "record_id"], order=_first_arrival()).cache()
         content_cols = [c for c in by_id.columns if c not in ("record_id", "_ingested_at", "_file_path", "_line")]
         events = dedupe(by_id, key=content_cols, order=[F.col("record_id")]).cache()
         dropped["events"] = before - events.count()
@@ -391,7 +392,9 @@ def build_silver(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFram
             "ingested_at",
         )
     if events is not None:
-        id_frames.append(identifier_rows(events, key=key))
+        # Every record keeps its identifiers (so every record gets a customer_uid), even an event
+        # whose content duplicates another's under a different id and is dropped from interactions.
+        id_frames.append(identifier_rows(by_id, key=key))
         contacts = events.where(F.col("email_norm").isNotNull() | F.col("phone_e164").isNotNull()).select(
             "source", "record_id", "country", "email_norm", "phone_e164"
         )
@@ -417,4 +420,5 @@ def run_silver(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: da
         result = lake.overwrite("silver", name, df)
         counts[name] = int(result.rows_written if result.rows_written is not None else lake.read("silver", name).count())
         log.info("silver.%s rows=%d version=%s", name, counts[name], result.version)
+        fault_point("silver.between_tables", name)
     return SilverReport(rows_in=rows_in, rows_out=sum(counts.values()), tables=counts, duplicates_dropped=dropped, quality=quality)
