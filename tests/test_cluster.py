@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ def test_pipeline_runs_with_spark_submit_on_a_standalone_cluster(tmp_path):
     from cdp_spark.packaging import build_zip
     from cdp_spark.synthetic import generate
 
-    generate(tmp_path / "data", customers=300, seed=11, days=240)
+    start = date.today() - timedelta(days=200)
+    generate(tmp_path / "data", customers=200, seed=11, days=200, start=start.isoformat())
     zip_path = build_zip(tmp_path / "dist")
     config = tmp_path / "cluster.yaml"
     config.write_text(
@@ -40,7 +42,7 @@ def test_pipeline_runs_with_spark_submit_on_a_standalone_cluster(tmp_path):
         f"  mlflow_tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\n"
         f"  mlflow_artifacts: {tmp_path / 'mlartifacts'}\n"
         "spark: {mode: cluster, log_level: WARN}\n"
-        "models: {gbt_max_iter: 5}\n"
+        "models: {gbt_max_iter: 5, churn_days: 60, propensity_days: 30}\n"
     )
     env = dict(os.environ, CDP_PSEUDONYMIZATION_KEY="cluster-test-key-0123456789abcdef", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     with standalone_cluster(tmp_path / "cluster", workers=2, cores=1, memory="1500m") as master:
