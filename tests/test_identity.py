@@ -115,3 +115,25 @@ def test_split_leaves_the_id_with_the_largest_part(spark):
     got = {r["component"]: r["customer_uid"] for r in assignment.collect()}
     assert got["a"] == "U1" and got["c"] != "U1"
     assert [(r["customer_uid"], r["split_from"]) for r in splits.collect()] == [(got["c"], "U1")]
+
+
+def test_household_phone_chaining_two_accounts_is_pruned_but_shared_email_duplicates_stay(spark):
+    from cdp_spark.identity.graph import prune_weak_links
+
+    identifiers = ids(spark, [
+        # person A: account a, email ea; orders with the household landline L
+        ("crm", "a", "customer_id", "a"), ("crm", "a", "email", "ea"), ("orders", "oa", "customer_id", "a"), ("orders", "oa", "phone", "L"),
+        # person B: support ticket with email eb and the same landline; consent links eb to account b
+        ("support", "tb", "email", "eb"), ("support", "tb", "phone", "L"), ("consents", "cb", "customer_id", "b"), ("consents", "cb", "email", "eb"),
+        # person C: two accounts (a duplicate) sharing one email: one person
+        ("crm", "c1", "customer_id", "c1"), ("crm", "c1", "email", "ec"), ("crm", "c2", "customer_id", "c2"), ("crm", "c2", "email", "ec"),
+    ])
+    cfg = IdentityConfig()
+    blocked = blocklist(identifiers, cfg)
+    edges = build_edges(identifiers, blocked)
+    cc = lambda e: connected_components(e, engine="native")  # noqa: E731
+    comps, suspects = prune_weak_links(edges, cc(edges.select("src", "dst")), cc)
+    rc = record_components(identifiers, blocked, comps)
+    got = rc.groupBy("component").agg(F.sort_array(F.collect_list("record_id")).alias("r")).select("r")
+    assertDataFrameEqual(got, spark.createDataFrame([(["a", "oa"],), (["cb", "tb"],), (["c1", "c2"],)], "r array<string>"))
+    assert suspects.count() == 2  # the household chain and the duplicate accounts were both re-checked

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # identifiers fall into different components is placed by the strongest.
 TYPE_PRIORITY: tuple[str, ...] = ("customer_id", "email", "phone", "loyalty_id", "national_id", "legacy_id", "device_id", "cookie_id")
 IDENTIFIER_COLUMNS = ("source", "record_id", "id_type", "id_key", "anonymous", "seen_at")
+# Identifiers that belong to one person. Phones, devices and cookies are often shared by a household.
+STRONG_TYPES: tuple[str, ...] = ("customer_id", "email", "loyalty_id", "national_id", "legacy_id")
 EDGE_COLUMNS = ("src", "dst", "rule", "confidence", "source", "first_seen", "last_seen", "records")
 
 
@@ -170,3 +172,26 @@ def record_components(identifiers: DataFrame, blocked: DataFrame, components: Da
         "node", F.coalesce(F.col("node"), record_node())
     )
     return placed.join(components, "node", "inner").select("source", "record_id", "node", "component")
+
+
+def prune_weak_links(edges: DataFrame, components: DataFrame, cc) -> tuple[DataFrame, DataFrame]:
+    """Re-resolve components that hold more than one customer account using strong edges only.
+
+    Two accounts in one component are either one person's duplicate accounts (joined by a strong
+    identifier such as an email) or two people chained through a shared household phone or device.
+    Recomputing those components on edges between strong identifiers keeps the first and splits the
+    second; every node of such a component keeps a node of its own (a self-loop), so nothing is lost.
+    Only the suspect components are recomputed. ``cc`` is the connected-components function.
+    Returns ``(components, suspects)`` where ``suspects`` lists the recomputed component ids.
+    """
+    accounts = components.where(F.col("node").startswith("customer_id:")).groupBy("component").agg(F.count(F.lit(1)).alias("accounts"))
+    suspects = accounts.where(F.col("accounts") > 1).select("component")
+    if suspects.isEmpty():
+        return components, suspects
+    strong = F.split(F.col("src"), ":").getItem(0).isin(*STRONG_TYPES) & F.split(F.col("dst"), ":").getItem(0).isin(*STRONG_TYPES)
+    in_suspect = edges.join(components.select(F.col("node").alias("src"), "component"), "src").join(F.broadcast(suspects), "component")
+    nodes = components.join(F.broadcast(suspects), "component").select(F.col("node").alias("src"), F.col("node").alias("dst"))
+    sub_edges = in_suspect.where(strong & (F.col("src") != F.col("dst"))).select("src", "dst").unionByName(nodes)
+    recomputed = cc(sub_edges)
+    kept = components.join(F.broadcast(suspects), "component", "left_anti")
+    return kept.unionByName(recomputed.select("node", "component")), suspects

@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.identity.graph import blocklist, build_edges, node_col, record_components
+from cdp_spark.faults import fault_point
+from cdp_spark.identity.graph import blocklist, build_edges, node_col, prune_weak_links, record_components
 from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,12 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
     blocked = blocklist(identifiers, cfg.identity, _junk_nodes(spark, cfg, key)).cache()
     link_types = {tuple(r.types): r.confidence for r in cfg.identity.link_rules} or None
     edges = build_edges(identifiers, blocked, link_types).cache()
-    comps = connected_components(edges.select("src", "dst"), engine=cfg.engines.components, max_rounds=cfg.identity.max_rounds)
+    def cc(e: DataFrame) -> DataFrame:
+        return connected_components(e, engine=cfg.engines.components, max_rounds=cfg.identity.max_rounds)
+
+    comps, suspects = prune_weak_links(edges, cc(edges.select("src", "dst")), cc)
     comps = comps.localCheckpoint()
+    pruned_components = suspects.count()
     rc = record_components(identifiers, blocked, comps)
     expired = _expired_anonymous(identifiers, rc, cutoff=as_of - timedelta(days=cfg.identity.anonymous_ttl_days))
     rc = rc.join(expired, "component", "left_anti").cache()
@@ -201,6 +206,7 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
     lake.overwrite("gold", "identity_nodes", identity_nodes)
     lake.overwrite("gold", "identity_edges", edges_out)
     lake.overwrite("gold", "identity_blocklist", blocked.withColumn("run_id", F.lit(run_id)))
+    fault_point("identity.after_map_before_registry")
     lake.overwrite("gold", "customer_id_registry", new_registry)
     if merges_n:
         lake.append("gold", "identity_merges", merges.withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(now).cast("timestamp")))
@@ -213,6 +219,7 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
         "merges": merges_n,
         "splits": splits_n,
         "blocklisted_identifiers": blocked_n,
+        "multi_account_components_pruned": pruned_components,
         "edges": edges.count(),
     }
     metrics_row = spark.createDataFrame(
