@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check Java, Spark, Python, engines and paths, and say how to fix what is missing")
     doctor.add_argument("--config", default=DEFAULT_CONFIG)
 
+    rep = sub.add_parser("report", help="write the HTML report of a run (the latest by default)")
+    rep.add_argument("--config", default=DEFAULT_CONFIG)
+    rep.add_argument("--run-id")
+
     pkg = sub.add_parser("package", help="build dist/cdp_spark.zip (for --py-files) and a wheel for spark-submit")
     pkg.add_argument("--out", default="dist")
     pkg.add_argument("--no-wheel", action="store_true")
@@ -111,6 +115,16 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.config)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cdp_spark.config import load_config
+    from cdp_spark.reporting import build_run_report
+    from cdp_spark.session import build_session
+
+    cfg = load_config(args.config)
+    print(build_run_report(build_session(cfg), cfg, args.run_id))
+    return 0
+
+
 def _cmd_package(args: argparse.Namespace) -> int:
     from cdp_spark.packaging import package
 
@@ -136,7 +150,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "demo": _cmd_demo, "doctor": _cmd_doctor, "package": _cmd_package, "status": _cmd_status}
+COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "demo": _cmd_demo, "doctor": _cmd_doctor, "package": _cmd_package, "report": _cmd_report, "status": _cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,4 +74,11 @@ def run_demo(*, config_path: str, customers: int, seed: int, fresh: bool) -> int
     spark = build_session(cfg)
     results = run_pipeline(spark, cfg, on_result=lambda r: print(r.line(), flush=True))
     print(summary_text(spark, cfg, results), flush=True)
+    from cdp_spark.reporting import build_run_report
+
+    report = build_run_report(spark, cfg, results[0].run_id)
+    print(f"Run report (open in a browser): {report}")
+    data_docs = Path(cfg.paths.reports) / "data_docs" / "index.html"
+    if data_docs.exists():
+        print(f"Great Expectations Data Docs: {data_docs}")
     return 0 if all(r.status == "succeeded" for r in results) else 1

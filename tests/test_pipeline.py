@@ -55,7 +55,8 @@ def test_champions_are_registered_and_scores_carry_model_versions(demo_run, spar
     scores = lake_for(spark, cfg).read("gold", "customer_scores")
     row = scores.select("churn_model", "propensity_model", "run_id").distinct().collect()
     assert [(r["churn_model"], r["propensity_model"], r["run_id"]) for r in row] == [("cdp_churn/1", "cdp_propensity/1", "demo-run")]
-    assert scores.where(F.col("churn_probability").isNull() | F.col("clv").isNull()).count() == 0
+    assert scores.where(F.col("churn_probability").isNull() | F.col("propensity_probability").isNull()).count() == 0
+    assert scores.where(F.col("clv").isNotNull()).count() > 0
 
 
 def test_rerunning_bronze_over_the_same_landing_files_ingests_nothing(demo_run, spark):

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -314,7 +315,7 @@ def candidate_pairs(features: DataFrame, rules: tuple[tuple[str, ...], ...]) -> 
             for key in keys:
                 blocks = blocks.where(key.isNotNull())
             sizes = blocks.groupBy(*keys).agg(F.count(F.lit(1)).alias("n"))
-        except Exception as err:  # AnalysisException: an unknown column or a bad expression
+        except AnalysisException as err:  # an unknown column or a bad expression
             raise ConfigError(
                 f"identity.probabilistic.blocking_rules[{i}] = {list(rule)} is not valid over the matching features "
                 f"({', '.join(FEATURE_COLUMNS)}): {str(err).splitlines()[0]}"

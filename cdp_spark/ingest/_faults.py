@@ -1,21 +1,17 @@
-"""Fault injection for crash tests: ``CDP_FAULT_POINT=<name>`` kills the process at that point."""
+"""Bronze's fault points: delegates to :mod:`cdp_spark.faults` (``CDP_FAULT_POINT=<name>`` kills the process there)."""
 
 from __future__ import annotations
 
-import logging
-import os
+from cdp_spark import faults
 
-log = logging.getLogger(__name__)
-
-ENV_VAR = "CDP_FAULT_POINT"
+ENV_VAR = faults.ENV_POINT
 
 
 def _crash(name: str) -> None:
-    log.error("fault point %s reached: exiting with 137 (simulated crash)", name)
-    os._exit(137)
+    faults.crash(name)
 
 
 def fault_point(name: str) -> None:
-    """Exit the process abruptly (as a kill would) when ``CDP_FAULT_POINT`` equals ``name``."""
-    if os.environ.get(ENV_VAR) == name:
+    """Exit the process abruptly (as a kill would) when the environment asks for ``name``."""
+    if faults.should_fire(name):
         _crash(name)

@@ -52,6 +52,7 @@ from pyspark.sql.types import (
 )
 
 from cdp_spark.errors import StorageError
+from cdp_spark.faults import fault_point
 from cdp_spark.lake._files import FileStore, native_uri, partition_values_of
 from cdp_spark.lake._model import CommitContext, CommitResult, Txn
 from cdp_spark.lake._schema import align, from_delta_json, merge_schemas, require_columns, to_delta_json
@@ -342,6 +343,7 @@ class DeltaRsEngine:
             RemoveAction(f.path, True, now, f.size, _partition_strings(f, partition_by, schema)) for f in removes
         ]
         actions += staged.adds
+        fault_point("lake.after_files_before_commit", ctx.table)
         try:
             if dt is None:
                 create_table_with_add_actions(
@@ -357,6 +359,7 @@ class DeltaRsEngine:
                 f"{ctx.operation} on {ctx.table} at {uri} {what}: {exc}; nothing was committed, rerun the write "
                 "(with the same Txn it stays idempotent)"
             ) from exc
+        fault_point("lake.after_commit", ctx.table)
         version = self.version(uri)
         removed = len(removes) + implicit_removes
         log.info(

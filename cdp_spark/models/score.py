@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.errors import CdpError
+from cdp_spark.faults import fault_point
 from cdp_spark.models.datasets import TASKS
 from cdp_spark.models.metrics import with_probability
 from cdp_spark.models.train import features_at, model_name, read_inputs, setup_mlflow
@@ -86,6 +87,7 @@ def run_score(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: dat
         details["clv"] = f"params from MLflow run {latest['mlflow_run_id']}"
     scores = scores.withColumn("scoring_date", F.lit(as_of)).withColumn("run_id", F.lit(run_id))
     scores = _respect_profiling_objections(lake, scores, cfg)
+    fault_point("score.before_upsert")
     result = lake.upsert("gold", "customer_scores", scores, keys=["customer_uid", "scoring_date"])
     rows_out = lake.read("gold", "customer_scores").where(F.col("scoring_date") == F.lit(as_of)).count()
     log.info("scored %d customers for %s (version %s)", rows_out, as_of, result.version)

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.errors import CdpError
+from cdp_spark.faults import fault_point
 from cdp_spark.ops import lake_for
 from cdp_spark.profiles.features import build_features
 from cdp_spark.profiles.profile import ProfileInputs, build_profile
@@ -96,6 +97,7 @@ def run_gold(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date
     features = features.localCheckpoint()
     rows_in = inputs.identity_map.count()
     written = lake.overwrite("gold", "customer_profile", profile)
+    fault_point("gold.after_profile")
     lake.overwrite("gold", "customer_features", features)
 
     members = evaluate_segments(segment_frame(profile, features), gold.segments).localCheckpoint()

@@ -148,7 +148,7 @@ def generate(
         noise=MappingProxyType(dict(sorted(ctx.log.items()))), seconds=time.perf_counter() - began,
         paths=MappingProxyType(paths),
     )
-    log.info("synthetic: done\n%s", report.summary())
+    log.info("synthetic: generated %d people into %s in %.1fs", report.people, report.out, report.seconds)
     return report
 
 
