@@ -35,6 +35,13 @@ def _date(text: str) -> date | None:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
+def _record_ref(text: str) -> tuple[str, str]:
+    source, sep, record_id = text.partition(":")
+    if not sep or not source or not record_id:
+        raise argparse.ArgumentTypeError(f"expected SOURCE:RECORD_ID, got {text!r}")
+    return source, record_id
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cdp_spark.pipeline import STAGES
 
@@ -75,6 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     pkg = sub.add_parser("package", help="build dist/cdp_spark.zip (for --py-files) and a wheel for spark-submit")
     pkg.add_argument("--out", default="dist")
     pkg.add_argument("--no-wheel", action="store_true")
+
+    explain = sub.add_parser("explain", help="why two records are one customer: the chain of identity-graph edges joining them")
+    explain.add_argument("--config", default=DEFAULT_CONFIG)
+    explain.add_argument("record_a", type=_record_ref, help="SOURCE:RECORD_ID, e.g. crm_customers:C000123")
+    explain.add_argument("record_b", type=_record_ref, help="SOURCE:RECORD_ID")
+
+    forget = sub.add_parser("forget", help="erase data subjects from every layer and export (right to erasure), and suppress them at intake")
+    forget.add_argument("--config", default=DEFAULT_CONFIG)
+    forget.add_argument("--subject", action="append", default=[], help="email:<address>, phone:<E.164>, customer_uid:<uid>, <source>:<record_id>, ... (repeatable)")
+    forget.add_argument("--requests", help="a file of subjects, one per line (# comments and blank lines skipped)")
+    forget.add_argument("--run-id", help="id of this erasure run (default: a new one)")
+    forget.add_argument("--wait-lock", type=float, help="seconds to wait for another run holding the lakehouse")
+
+    purge = sub.add_parser("purge", help="apply retention: expired anonymous identities and events past their country's retention")
+    purge.add_argument("--config", default=DEFAULT_CONFIG)
+    purge.add_argument("--run-date", type=_date, help="the day retention is computed from (default: today, UTC)")
+    purge.add_argument("--run-id")
+    purge.add_argument("--wait-lock", type=float)
 
     status = sub.add_parser("status", help="show the recent runs")
     status.add_argument("--config", default=DEFAULT_CONFIG)
@@ -150,7 +175,70 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "demo": _cmd_demo, "doctor": _cmd_doctor, "package": _cmd_package, "report": _cmd_report, "status": _cmd_status}
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from cdp_spark.config import load_config
+    from cdp_spark.identity.explain import explain_records
+    from cdp_spark.ops import lake_for
+    from cdp_spark.session import build_session
+
+    cfg = load_config(args.config)
+    steps = explain_records(lake_for(build_session(cfg), cfg), args.record_a, args.record_b)
+    print(f"{':'.join(args.record_a)} and {':'.join(args.record_b)} are one customer through {len(steps)} edge(s):")
+    for step in steps:
+        print("  " + step.describe())
+    return 0
+
+
+def _locked(cfg, args: argparse.Namespace, run_id: str):
+    from cdp_spark.runlock import RunLock
+
+    wait = cfg.ops.lock_wait_seconds if args.wait_lock is None else args.wait_lock
+    return RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=wait, stale_after_seconds=cfg.ops.lock_stale_after_seconds)
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from cdp_spark.config import load_config
+    from cdp_spark.pipeline import new_run_id
+    from cdp_spark.privacy import forget, read_requests
+    from cdp_spark.privacy.subjects import ErasureRequestError
+    from cdp_spark.session import build_session
+
+    subjects = list(args.subject) + (read_requests(args.requests) if args.requests else [])
+    if not subjects:
+        raise ErasureRequestError("give at least one --subject or a --requests file")
+    cfg = load_config(args.config)
+    run_id = args.run_id or f"erase-{new_run_id(None)}"
+    with _locked(cfg, args, run_id):
+        report = forget(build_session(cfg), cfg, subjects, run_id=run_id)
+    print(
+        f"erasure {report.run_id}: {report.subjects} subject(s), {report.customers} customer(s), {report.records} record(s); "
+        f"{sum(report.rows_removed.values())} row(s) deleted from {len(report.rows_removed)} table(s), "
+        f"{sum(report.files_vacuumed.values())} file(s) vacuumed, {report.suppressed_keys} key(s) suppressed at intake, {report.seconds:.1f}s"
+    )
+    for table, rows in sorted(report.rows_removed.items()):
+        print(f"  {table:<36} {rows:>8,} row(s)")
+    for run_dir in report.exports_delivered:
+        print(f"  already delivered, tell the recipient: {run_dir}")
+    return 0
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from cdp_spark.config import load_config
+    from cdp_spark.pipeline import new_run_id
+    from cdp_spark.privacy import purge_expired
+    from cdp_spark.session import build_session
+
+    cfg = load_config(args.config)
+    run_id = args.run_id or f"purge-{new_run_id(args.run_date)}"
+    with _locked(cfg, args, run_id):
+        result = purge_expired(build_session(cfg), cfg, run_date=args.run_date or datetime.now(timezone.utc).date(), run_id=run_id)
+    print(f"retention purge {run_id}: {result}")
+    return 0
+
+
+COMMANDS = {"explain": _cmd_explain, "forget": _cmd_forget, "purge": _cmd_purge, "run": _cmd_run, "generate": _cmd_generate, "demo": _cmd_demo, "doctor": _cmd_doctor, "package": _cmd_package, "report": _cmd_report, "status": _cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

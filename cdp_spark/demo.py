@@ -44,12 +44,42 @@ def summary_text(spark, cfg: CdpConfig, results) -> str:
         for key, value in sorted(result.details.items()):
             if key in ("segment_sizes", "exports", "data_docs", "models", "report"):
                 lines.append(f"{result.stage} {key}: {value}")
+    lines += truth_lines(spark, cfg)
     lines.append("")
     lines.append(f"MLflow tracking store: {cfg.paths.mlflow_tracking_uri}")
     lines.append(f"  open the UI with: .venv/bin/mlflow ui --backend-store-uri {cfg.paths.mlflow_tracking_uri}")
     lines.append("Read any table with plain delta-rs: python -c \"import deltalake; print(deltalake.DeltaTable('"
                  + lake.path("gold", "customer_profile") + "').to_pandas().head())\"")
     return "\n".join(lines)
+
+
+def truth_lines(spark, cfg: CdpConfig) -> list[str]:
+    """Identity and churn quality against the generator's ground truth, when the landing data has it."""
+    from cdp_spark.evaluation import churn_auc_vs_oracle, pairwise_metrics
+    from cdp_spark.ops import lake_for
+
+    landing = _local(cfg.paths.landing)
+    truth = landing.parent / "truth" if landing is not None else None
+    lake = lake_for(spark, cfg)
+    if truth is None or not (truth / "records.parquet").exists() or not lake.exists("gold", "identity_map"):
+        return []
+    records = spark.read.parquet(str(truth / "records.parquet"))
+    identity_map = lake.read("gold", "identity_map")
+    by_person = pairwise_metrics(identity_map, records, true_cluster="person_id")
+    by_linkable = pairwise_metrics(identity_map, records, true_cluster="linkable_group")
+    lines = [
+        "",
+        f"Against the generator's truth ({truth}):",
+        f"  identity: pairwise precision {by_person['precision']:.4f} (true persons), recall {by_linkable['recall']:.4f} "
+        f"(records linkable by identifiers), recall {by_person['recall']:.4f} (true persons, incl. never-linked anonymous visits)",
+    ]
+    if lake.exists("gold", "customer_scores") and (truth / "people.parquet").exists():
+        auc = churn_auc_vs_oracle(lake.read("gold", "customer_scores"), identity_map, records, spark.read.parquet(str(truth / "people.parquet")))
+        lines.append(
+            f"  churn model ROC-AUC {auc['model_auc']:.4f} vs oracle (true churn probabilities) {auc['oracle_auc']:.4f}: "
+            f"ratio {auc['ratio']:.3f} over {auc['persons']:,} persons"
+        )
+    return lines
 
 
 def run_demo(*, config_path: str, customers: int, seed: int, fresh: bool) -> int:

@@ -73,7 +73,7 @@ def checks(cfg: CdpConfig, *, start_spark: bool = True) -> list[tuple[str, bool,
         caps = detect_capabilities(spark)
         rows.append(("spark session", True, f"Spark {spark.version}, master {spark.sparkContext.master}"))
         rows.append(("storage engine", True, "delta-spark (Delta JVM classes found)" if caps.delta else "delta-rs (embedded; Delta JVM classes not on the classpath: add the delta-spark jar via spark.jars to use delta-spark)"))
-        rows.append(("components engine", True, "graphframes (jar found)" if caps.graphframes else "native large-star/small-star (GraphFrames jar not on the classpath)"))
+        rows.append(("components engine", True, "graphframes (jar found)" if caps.graphframes else "native (randomized contraction, local finish on the driver; GraphFrames jar not on the classpath)"))
         rows.extend(_pii_scan(spark, cfg))
     return rows
 

@@ -111,3 +111,51 @@ def bcubed_metrics(
     precision = float(row["p"]) / records if records else 1.0
     recall = float(row["r"]) / records if records else 1.0
     return {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "records": records}
+
+
+def churn_auc_vs_oracle(scores: DataFrame, identity_map: DataFrame, truth_records: DataFrame, people: DataFrame) -> dict[str, float | int]:
+    """ROC-AUC of the churn model next to the oracle's, on generated data whose truth is known.
+
+    ``scores``: ``gold.customer_scores`` (its latest ``scoring_date`` is used); ``identity_map``:
+    ``gold.identity_map``; ``truth_records``/``people``: the generator's ``truth/records.parquet``
+    and ``truth/people.parquet``. Each person is represented by the customer holding most of its
+    records (ties: smallest uid). The label is "no purchase in the window after the data end"
+    (``~purchased_in_window``, one draw of the future); the model scores ``churn_probability``
+    and the oracle the person's true probability ``true_p_churn``. No classifier can beat the
+    oracle in expectation, so ``ratio = model_auc / oracle_auc`` says how much of the achievable
+    ranking the model found. Returns persons, model_auc, oracle_auc, ratio.
+    """
+    from pyspark.sql import Window
+
+    from cdp_spark.models.metrics import binary_metrics
+
+    for df, cols, where in (
+        (scores, ("customer_uid", "scoring_date", "churn_probability"), "gold.customer_scores"),
+        (identity_map, ("source", "record_id", "customer_uid"), "gold.identity_map"),
+        (truth_records, ("source", "record_id", "person_id"), "truth records"),
+        (people, ("person_id", "true_p_churn", "purchased_in_window"), "truth people"),
+    ):
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise MissingColumnsError(missing, where)
+    latest = scores.agg(F.max("scoring_date")).first()[0]
+    held = identity_map.join(truth_records.select("source", "record_id", "person_id"), ["source", "record_id"]).groupBy(
+        "customer_uid", "person_id"
+    ).agg(F.count(F.lit(1)).alias("_records"))
+    owner = Window.partitionBy("customer_uid").orderBy(F.col("_records").desc(), "person_id")
+    main = Window.partitionBy("person_id").orderBy(F.col("_records").desc(), "customer_uid")
+    represented = (
+        held.withColumn("_o", F.row_number().over(owner)).where("_o = 1")
+        .withColumn("_m", F.row_number().over(main)).where("_m = 1")
+        .select("customer_uid", "person_id")
+    )
+    joined = (
+        scores.where(F.col("scoring_date") == F.lit(latest)).where(F.col("churn_probability").isNotNull())
+        .select("customer_uid", "churn_probability").join(represented, "customer_uid")
+        .join(people.select("person_id", "true_p_churn", (~F.col("purchased_in_window")).cast("double").alias("label")), "person_id")
+        .cache()
+    )
+    model = binary_metrics(joined.select("label", F.col("churn_probability").alias("p")))
+    oracle = binary_metrics(joined.select("label", F.col("true_p_churn").alias("p")))
+    joined.unpersist()
+    return {"persons": model.n, "model_auc": model.roc_auc, "oracle_auc": oracle.roc_auc, "ratio": model.roc_auc / oracle.roc_auc if oracle.roc_auc else 0.0}

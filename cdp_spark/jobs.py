@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from cdp_spark.cli import _date, configure_logging
@@ -41,9 +42,14 @@ def stage_main(stage: str, argv: list[str] | None = None) -> int:
     from cdp_spark.runlock import RunLock
 
     run_id = args.run_id or new_run_id(args.run_date)
-    spark = build_session(cfg)
-    with RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=cfg.ops.lock_wait_seconds, stale_after_seconds=cfg.ops.lock_stale_after_seconds):
-        result = run_stage(spark, cfg, stage, run_id=run_id, run_date=args.run_date)
-        record_stage_result(spark, cfg, result)
+    wait = cfg.ops.lock_wait_seconds if args.wait_lock is None else args.wait_lock
+    try:
+        spark = build_session(cfg)
+        with RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=wait, stale_after_seconds=cfg.ops.lock_stale_after_seconds):
+            result = run_stage(spark, cfg, stage, run_id=run_id, run_date=args.run_date)
+            record_stage_result(spark, cfg, result)
+    except CdpError as err:  # lock held, lakehouse not writable, bad table: a message, not a traceback
+        print(f"jobs/{stage}.py: error: {err}", file=sys.stderr, flush=True)
+        return 2
     print(result.line(), flush=True)
     return 0 if result.status == "succeeded" else 1

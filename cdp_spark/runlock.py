@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cdp_spark.errors import CdpError
+from cdp_spark.errors import CdpError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,16 @@ class RunLock:
 
     # -- acquire / release
     def _try_create(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
+        except OSError as exc:  # read-only mount, permissions, full disk: say where, without a traceback
+            raise StorageError(
+                f"cannot create the run lock {self.path}: {exc.strerror or exc}; the lakehouse {self.path.parent} "
+                "must be writable by this run (nothing was read or written)"
+            ) from exc
         with os.fdopen(fd, "w") as fh:
             json.dump(self._me.__dict__, fh)
         return True

@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--splink-timeout", type=float, default=600.0, help="seconds before Splink is cancelled")
     p.add_argument("--seed", type=int, default=20261122)
     p.add_argument("--driver-memory", default="8g")
+    p.add_argument(
+        "--local-finish-rows", type=int, default=None,
+        help="native engine: finish on the driver below this many edge rows (default: the library's; 0: every round on Spark)",
+    )
     return p.parse_args(argv)
 
 
@@ -92,13 +96,15 @@ def run_networkx(src: np.ndarray, dst: np.ndarray) -> tuple[float, int]:
     return time.perf_counter() - start, count
 
 
-def run_native(spark, edges_df) -> tuple[float, int, int]:
+def run_native(spark, edges_df, local_finish_rows: int | None = None) -> tuple[float, int, int]:
     from pyspark.sql import functions as F
 
+    from cdp_spark.identity._cc_native import DEFAULT_LOCAL_FINISH_ROWS
     from cdp_spark.identity.components import connected_components_with_stats
 
+    finish = DEFAULT_LOCAL_FINISH_ROWS if local_finish_rows is None else local_finish_rows
     start = time.perf_counter()
-    result, stats = connected_components_with_stats(edges_df, engine="native")  # returns materialized
+    result, stats = connected_components_with_stats(edges_df, engine="native", local_finish_rows=finish)  # returns materialized
     seconds = time.perf_counter() - start
     count = result.select(F.countDistinct("component")).first()[0]
     return seconds, count, stats.rounds
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_src, warm_dst, _ = generate("random", 20_000, args.seed)
     warm_df = spark_input(spark, warm_src, warm_dst, workdir, "warmup")
     log.info("warm-up (JIT, codegen) on 20,000 random edges, not timed")
-    run_native(spark, warm_df)
+    run_native(spark, warm_df, args.local_finish_rows)
     if not args.skip_splink:
         run_splink(spark, warm_df, args.splink_timeout)
     warm_df.unpersist()
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds, count = run_networkx(src, dst)
                 row["networkx"] = Timing("networkx", family, m, seconds, count)
             edges_df = spark_input(spark, src, dst, workdir, f"{family}_{m}")
-            seconds, count, rounds = run_native(spark, edges_df)
+            seconds, count, rounds = run_native(spark, edges_df, args.local_finish_rows)
             row["native"] = Timing("native", family, m, seconds, count, rounds)
             if not args.skip_splink:
                 seconds, count, iterations, note = run_splink(spark, edges_df, args.splink_timeout)

@@ -54,7 +54,9 @@ def test_pipeline_runs_with_spark_submit_on_a_standalone_cluster(tmp_path):
             ]
             proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
             assert proc.returncode == 0, f"{stage} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-            assert f"cdp_spark loaded from {zip_path}" in proc.stderr, f"{stage} did not run the packaged code"
+            # spark-submit merges the Python driver's stderr (our log lines) into its stdout
+            loaded = [line for line in (proc.stdout + proc.stderr).splitlines() if "cdp_spark loaded from" in line]
+            assert loaded and loaded[0].endswith(f"cdp_spark loaded from {zip_path}"), f"{stage} did not run the packaged code: {loaded}"
             assert f"[{stage:<8}] succeeded" in proc.stdout
     import deltalake
 

@@ -1,6 +1,7 @@
 """Connected components against networkx on many graph families.
 
 Spark rounds are the expensive part on this machine, so the default suite runs each id type once
+(integers with every round on Spark, strings with the driver-side local finish)
 on a disjoint union of graph families (components never cross families) and checks every family
 separately against networkx; the 100k-node sorted chain is slow-marked.
 """
@@ -98,13 +99,14 @@ def _all_edges(families: dict[str, list[Edge]]) -> list[Edge]:
 @pytest.fixture(scope="module")
 def int_run(spark):
     edges = spark.createDataFrame(_all_edges(INT_FAMILIES), "src int, dst int")
-    result, stats = connected_components_with_stats(edges)
+    result, stats = connected_components_with_stats(edges, local_finish_rows=0)  # every round on Spark
     return result, set(map(tuple, result.collect())), stats
 
 
 @pytest.fixture(scope="module")
 def str_run(spark):
     edges = spark.createDataFrame(_all_edges(STR_FAMILIES), "left string, right string")
+    # default local finish: round 1 on Spark, the contracted rest on the driver
     result, stats = connected_components_with_stats(edges, src="left", dst="right", engine="native", checkpoint="reliable")
     return result, set(map(tuple, result.collect())), stats
 
@@ -144,6 +146,14 @@ def test_auto_engine_falls_back_to_native_and_rounds_stay_logarithmic(int_run):
     assert stats.rounds <= 2 * math.log2(stats.nodes) + 4
 
 
+def test_small_contracted_graphs_finish_on_the_driver_with_the_same_result(spark, int_run):
+    _, distributed_rows, distributed = int_run
+    edges = spark.createDataFrame(_all_edges(INT_FAMILIES), "src int, dst int")
+    result, stats = connected_components_with_stats(edges)  # default threshold: finished after round 1
+    assert set(map(tuple, result.collect())) == distributed_rows
+    assert stats.rounds == 2 < distributed.rounds
+
+
 def test_string_ids_are_hashed_without_collision(str_run):
     _, rows, stats = str_run
     assert (stats.keys, stats.hash_collisions, stats.nodes) == ("hash", 0, len(rows))
@@ -169,7 +179,7 @@ def test_round_bound_raises_convergence_error_and_rounds_are_logged(spark, caplo
     chain = spark.createDataFrame([(i, i + 1) for i in range(200)], "src long, dst long")
     with caplog.at_level(logging.INFO, logger="cdp_spark.identity._cc_native"):
         with pytest.raises(ConvergenceError, match="max_rounds=1"):
-            connected_components(chain, engine="native", max_rounds=1)
+            connected_components(chain, engine="native", max_rounds=1, local_finish_rows=0)
     assert "connected components round=1 changed=" in caplog.text
 
 
@@ -180,8 +190,8 @@ def test_missing_id_column_is_a_typed_error(spark):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"engine": "igraph"}, {"checkpoint": "disk"}, {"max_rounds": 0}],
-    ids=["unknown_engine", "unknown_checkpoint", "non_positive_max_rounds"],
+    [{"engine": "igraph"}, {"checkpoint": "disk"}, {"max_rounds": 0}, {"local_finish_rows": -1}],
+    ids=["unknown_engine", "unknown_checkpoint", "non_positive_max_rounds", "negative_local_finish"],
 )
 def test_invalid_options_are_config_errors(spark, kwargs):
     with pytest.raises(ConfigError):
@@ -207,7 +217,7 @@ def test_graphframes_engine_matches_networkx(spark):
 def test_sorted_chain_of_100k_nodes_converges_in_logarithmic_rounds(spark):
     n = 100_000
     chain = spark.range(n - 1).select(F.col("id").alias("src"), (F.col("id") + 1).alias("dst"))
-    result, stats = connected_components_with_stats(chain, engine="native")
+    result, stats = connected_components_with_stats(chain, engine="native", local_finish_rows=0)
     print(f"sorted chain n={n}: rounds={stats.rounds} bound={2 * math.log2(n) + 4:.1f}")
     assert stats.rounds <= 2 * math.log2(n) + 4
     assert result.groupBy("component").count().collect() == [(0, n)]

@@ -190,18 +190,9 @@ def test_a_run_killed_at_a_fault_point_reruns_to_the_clean_result(workspace, tri
     _assert_recovered(result)
 
 
-# Trials of the 20-trial plan that find known bugs (outside the storage layer): append-only run logs
-# written without a Txn, so a resumed stage writes its run's row twice.
-_KNOWN_BUGS = {
-    4: "models/train.run_train appends gold.clv_params without a Txn: a resumed train writes the run's row twice",
-    6: "identity/resolve.run_identity appends gold.identity_metrics without a Txn: a resumed identity writes the run's row twice",
-}
-
-
+# The 20-trial plan: kill points spread over every stage; each resumed run must equal the clean run.
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "index", [pytest.param(i, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_BUGS[i])) if i in _KNOWN_BUGS else i for i in range(20)]
-)
+@pytest.mark.parametrize("index", range(20))
 def test_twenty_kill_and_rerun_trials_cover_every_stage(workspace, index):
     timings = ft.build_baseline(workspace, last="score")
     trial = ft.trial_plan(20, seed=11, timings=timings)[index]

@@ -348,6 +348,8 @@ def test_pii_scan_finds_raw_contacts_but_not_hashes_or_dates(spark, tmp_path):
     digests = [hashlib.sha256(str(rng.random()).encode()).hexdigest() for _ in range(500)]
     rows = [(f"cu_{i}", d, "2024-01-05 10:20:30", None) for i, d in enumerate(digests)]
     rows += [("cu_x", digests[0], "2024-01-05", "call +905321234567 or mail ana@lopez.com.tr"), ("cu_y", digests[1], "2024", "0532 123 45 67")]
+    # not phones: a Brazilian postcode with a leading 0, and an event id with a long digit run
+    rows += [("cu_z", digests[2], "2024", "00197146"), ("we-0027724096783969", digests[3], "2024", None)]
     lake.overwrite("gold", "customer_profile", spark.createDataFrame(rows, "customer_uid string, email_sha256 string, updated string, note string"))
     lake.overwrite("gold", "customer_scores", spark.createDataFrame([("cu_1", 0.5)], "customer_uid string, churn double"))
     dest = ExportConfig(name="ads", segments=("s",), fields=("email_sha256",), format="csv")

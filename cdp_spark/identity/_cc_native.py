@@ -13,6 +13,10 @@ window; no joins, no anti-join change detection, no separate distinct. The round
 and map rows together) is checkpointed once and its progress figures are observed during that
 same job.
 
+Local finish: when a round leaves at most ``local_finish_rows`` edge rows, they are collected
+(Arrow) and scipy's connected components labels each remaining node with the smallest key of its
+component; that map is the last round's. Driver memory stays bounded by the threshold.
+
 Keys: integer ids go through a bijective Feistel permutation (collision-free, inverted at the
 end). Other ids (strings) are keyed by xxhash64; distinct ids sharing a key are detected in the
 first round and the run restarts on dense keys (unique ids numbered, then permuted).
@@ -43,6 +47,11 @@ _CLASH = 2
 _ROWS_PER_PARTITION = 2_000_000
 # Per-round maps up to this many rows are broadcast when the maps are composed.
 _BROADCAST_ROWS = 2_000_000
+# Once a contracted graph has at most this many (symmetric) edge rows, the driver finishes it in
+# memory (scipy) instead of running more Spark rounds: a few rounds shrink any graph below it, and
+# the last rounds, each a fixed Spark cost on little data, are most of the time on small graphs.
+# 2M rows are 32 MB of keys on the driver, whatever the input size. 0 disables the local finish.
+DEFAULT_LOCAL_FINISH_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -219,11 +228,37 @@ def _compose(maps: list[tuple[DataFrame, int]]) -> DataFrame:
     return composed
 
 
-def run_native(pairs: DataFrame, *, max_rounds: int | None, checkpoint: str) -> NativeRun:
+def _finish_locally(edge_rows: DataFrame) -> tuple[DataFrame, int]:
+    """``(u, label)`` for every node of a small symmetric key edge list, label the smallest key of
+    its component (scipy on the driver), and the node count."""
+    import numpy as np
+    import pyarrow as pa
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    table = edge_rows.select("u", "v").toArrow()
+    u = table.column("u").to_numpy()
+    v = table.column("v").to_numpy()
+    keys, index = np.unique(np.concatenate([u, v]), return_inverse=True)  # keys sorted ascending
+    n = len(keys)
+    # float weights: duplicate edges are summed and must never wrap around to an explicit zero
+    graph = coo_matrix((np.ones(len(u), dtype=np.float32), (index[: len(u)], index[len(u) :])), shape=(n, n))
+    _, labels = scipy_components(graph, directed=False)
+    # Keys are sorted, so a component's first node (in key order) holds its smallest key.
+    _, first = np.unique(labels, return_index=True)
+    label_of = keys[first[labels]]
+    spark = edge_rows.sparkSession
+    return spark.createDataFrame(pa.table({"u": pa.array(keys, pa.int64()), "v": pa.array(label_of, pa.int64())})), n
+
+
+def run_native(
+    pairs: DataFrame, *, max_rounds: int | None, checkpoint: str, local_finish_rows: int = DEFAULT_LOCAL_FINISH_ROWS
+) -> NativeRun:
     """Connected components of the id pairs ``(a, b)`` (one id type, no nulls).
 
     Returns ``node``/``component`` rows, ``component`` the smallest id of the node's component.
-    Raises :class:`ConvergenceError` when edges remain after the round bound.
+    Raises :class:`ConvergenceError` when edges remain after the round bound. A contracted graph
+    of at most ``local_finish_rows`` edge rows is finished on the driver (0: never).
     """
     id_type = pairs.schema["a"].dataType
     keys = "integer" if isinstance(id_type, IntegralType) else "hash"
@@ -253,8 +288,13 @@ def run_native(pairs: DataFrame, *, max_rounds: int | None, checkpoint: str) -> 
         if round_no >= bound:
             raise ConvergenceError("connected components (native engine)", bound)
         round_no += 1
-        parts = min(parts, max(min_parts, math.ceil(figures["edge_rows"] / _ROWS_PER_PARTITION)))
         rows = out.filter(F.col("kind") == _EDGE).select("u", "v")
+        if figures["edge_rows"] <= local_finish_rows:
+            final_map, remaining = _finish_locally(rows)
+            log.info("connected components round=%d: %d edge rows, %d nodes finished on the driver", round_no, figures["edge_rows"], remaining)
+            maps.append((final_map, remaining))
+            break
+        parts = min(parts, max(min_parts, math.ceil(figures["edge_rows"] / _ROWS_PER_PARTITION)))
         out, figures = _materialize_round(_contract(rows, parts, with_ids=False), checkpoint)
         log.info("connected components round=%d changed=%d edges=%d", round_no, figures["changed"], figures["edge_rows"] // 2)
         maps.append((out.filter(F.col("kind") == _MAP), figures["nodes"]))

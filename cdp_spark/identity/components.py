@@ -22,7 +22,7 @@ from pyspark.sql.types import IntegralType, LongType
 
 from cdp_spark.errors import CdpError, ConfigError, MissingColumnsError
 from cdp_spark.identity._cc_graphframes import run_graphframes
-from cdp_spark.identity._cc_native import run_native
+from cdp_spark.identity._cc_native import DEFAULT_LOCAL_FINISH_ROWS, run_native
 from cdp_spark.session import detect_capabilities
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def connected_components(
     engine: str = "auto",
     max_rounds: int | None = None,
     checkpoint: str = "local",
+    local_finish_rows: int = DEFAULT_LOCAL_FINISH_ROWS,
 ) -> DataFrame:
     """Label every node of an edge list with the smallest node id of its connected component.
 
@@ -67,6 +68,8 @@ def connected_components(
         max_rounds: round bound; default ``2*ceil(log2(n+1))+10`` for ``n`` nodes (native).
         checkpoint: ``"local"`` (localCheckpoint, fast, lost with its executor) or
             ``"reliable"`` (needs ``spark.sparkContext.setCheckpointDir``).
+        local_finish_rows: native engine: once contraction leaves at most this many edge rows,
+            the driver finishes in memory (scipy); 0 runs every round on Spark.
 
     Returns:
         A materialized DataFrame ``node``, ``component`` (types follow the id type; integer ids
@@ -80,7 +83,7 @@ def connected_components(
         ConvergenceError: edges remain after ``max_rounds`` rounds.
     """
     components, _ = connected_components_with_stats(
-        edges, src=src, dst=dst, engine=engine, max_rounds=max_rounds, checkpoint=checkpoint
+        edges, src=src, dst=dst, engine=engine, max_rounds=max_rounds, checkpoint=checkpoint, local_finish_rows=local_finish_rows
     )
     return components
 
@@ -93,6 +96,7 @@ def connected_components_with_stats(
     engine: str = "auto",
     max_rounds: int | None = None,
     checkpoint: str = "local",
+    local_finish_rows: int = DEFAULT_LOCAL_FINISH_ROWS,
 ) -> tuple[DataFrame, ComponentsStats]:
     """:func:`connected_components`, also returning the run's :class:`ComponentsStats`."""
     if engine not in _ENGINES:
@@ -101,6 +105,8 @@ def connected_components_with_stats(
         raise ConfigError(f"connected_components: checkpoint={checkpoint!r} is not one of {', '.join(_CHECKPOINTS)}")
     if max_rounds is not None and max_rounds < 1:
         raise ConfigError(f"connected_components: max_rounds={max_rounds} must be a positive integer or None")
+    if local_finish_rows < 0:
+        raise ConfigError(f"connected_components: local_finish_rows={local_finish_rows} must be >= 0 (0 disables the local finish)")
     pairs = _id_pairs(edges, src, dst)
 
     graphframes_loadable = detect_capabilities(edges.sparkSession).graphframes
@@ -116,7 +122,7 @@ def connected_components_with_stats(
     if chosen == "graphframes":
         components = run_graphframes(pairs, max_rounds=max_rounds, checkpoint=checkpoint)
         return components, ComponentsStats(engine=chosen, rounds=None, nodes=None, keys=None, hash_collisions=0)
-    run = run_native(pairs, max_rounds=max_rounds, checkpoint=checkpoint)
+    run = run_native(pairs, max_rounds=max_rounds, checkpoint=checkpoint, local_finish_rows=local_finish_rows)
     stats = ComponentsStats(engine=chosen, rounds=run.rounds, nodes=run.nodes, keys=run.keys, hash_collisions=run.hash_collisions)
     return run.components, stats
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -25,10 +26,17 @@ class Step:
     first_seen: str | None
     last_seen: str | None
     records: int
+    match_probability: float | None = None  # probabilistic edges: Splink's match probability
+    match_weight: float | None = None  # ... its total match weight
+    comparisons: tuple[dict, ...] = ()  # ... and per comparison: {comparison, level, match_weight, bayes_factor}
 
     def describe(self) -> str:
         short = lambda n: n if n.startswith("record:") else n.split(":", 1)[0] + ":" + n.split(":", 1)[1][:12] + "…"  # noqa: E731
-        return f"{short(self.from_node)} —[{self.rule} via {', '.join(self.sources)}; {self.records} record(s), {self.first_seen} … {self.last_seen}]→ {short(self.to_node)}"
+        text = f"{short(self.from_node)} —[{self.rule} via {', '.join(self.sources)}; {self.records} record(s), {self.first_seen} … {self.last_seen}]→ {short(self.to_node)}"
+        if self.match_weight is not None:
+            parts = ", ".join(f"{c['comparison']}={c['level']} ({c['match_weight']:+.1f})" for c in self.comparisons)
+            text += f"\n    match probability {self.match_probability:.4f}, weight {self.match_weight:+.1f}: {parts}"
+        return text
 
 
 def _record_nodes(lake, source: str, record_id: str) -> tuple[str, list[str]]:
@@ -87,6 +95,13 @@ def _path(end: str, parents: dict) -> list[Step]:
     node = end
     while parents[node] is not None:
         prev, row = parents[node]
-        steps.append(Step(prev, node, row["rule"], (row["source"],), str(row["first_seen"]), str(row["last_seen"]), int(row["records"])))
+        fields = row.asDict()
+        weight = fields.get("match_weight")
+        steps.append(Step(
+            prev, node, row["rule"], (row["source"],), str(row["first_seen"]), str(row["last_seen"]), int(row["records"]),
+            match_probability=float(row["confidence"]) if weight is not None else None,
+            match_weight=float(weight) if weight is not None else None,
+            comparisons=tuple(json.loads(fields["explanation"])) if weight is not None and fields.get("explanation") else (),
+        ))
         node = prev
     return list(reversed(steps))

@@ -35,6 +35,9 @@ IDENTIFIER_COLUMNS = ("source", "record_id", "id_type", "id_key", "anonymous", "
 # Identifiers that belong to one person. Phones, devices and cookies are often shared by a household.
 STRONG_TYPES: tuple[str, ...] = ("customer_id", "email", "loyalty_id", "national_id", "legacy_id")
 EDGE_COLUMNS = ("src", "dst", "rule", "confidence", "source", "first_seen", "last_seen", "records")
+# Edge rules as strong as a shared strong identifier: a person-level Splink match and the link of a
+# matched record node to its record's own identifier.
+STRONG_RULES: tuple[str, ...] = ("probabilistic", "record")
 
 
 def node_col(id_type: Column | str = "id_type", id_key: Column | str = "id_key") -> Column:
@@ -179,7 +182,8 @@ def prune_weak_links(edges: DataFrame, components: DataFrame, cc) -> tuple[DataF
 
     Two accounts in one component are either one person's duplicate accounts (joined by a strong
     identifier such as an email) or two people chained through a shared household phone or device.
-    Recomputing those components on edges between strong identifiers keeps the first and splits the
+    Recomputing those components on edges between strong identifiers (and edges of ``STRONG_RULES``,
+    person-level probabilistic matches) keeps the first and splits the
     second; every node of such a component keeps a node of its own (a self-loop), so nothing is lost.
     Only the suspect components are recomputed. ``cc`` is the connected-components function.
     Returns ``(components, suspects)`` where ``suspects`` lists the recomputed component ids.
@@ -188,7 +192,9 @@ def prune_weak_links(edges: DataFrame, components: DataFrame, cc) -> tuple[DataF
     suspects = accounts.where(F.col("accounts") > 1).select("component")
     if suspects.isEmpty():
         return components, suspects
-    strong = F.split(F.col("src"), ":").getItem(0).isin(*STRONG_TYPES) & F.split(F.col("dst"), ":").getItem(0).isin(*STRONG_TYPES)
+    strong = (
+        F.split(F.col("src"), ":").getItem(0).isin(*STRONG_TYPES) & F.split(F.col("dst"), ":").getItem(0).isin(*STRONG_TYPES)
+    ) | F.col("rule").isin(*STRONG_RULES)
     in_suspect = edges.join(components.select(F.col("node").alias("src"), "component"), "src").join(F.broadcast(suspects), "component")
     nodes = components.join(F.broadcast(suspects), "component").select(F.col("node").alias("src"), F.col("node").alias("dst"))
     sub_edges = in_suspect.where(strong & (F.col("src") != F.col("dst"))).select("src", "dst").unionByName(nodes)

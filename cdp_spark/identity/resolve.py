@@ -152,6 +152,27 @@ def _expired_anonymous(identifiers: DataFrame, rc: DataFrame, *, cutoff: datetim
     return per_comp.where((F.col("all_anon") == 1) & (F.col("last_seen") < F.lit(cutoff))).select("component")
 
 
+def _with_probabilistic_edges(spark: SparkSession, cfg: CdpConfig, lake, edges: DataFrame, identifiers: DataFrame, blocked: DataFrame) -> DataFrame:
+    """``edges`` plus the Splink edges between person records (and their record-node links), when enabled.
+
+    Exact edges get null ``match_weight`` and ``explanation``; the probabilistic ones keep
+    Splink's per-comparison match weights for ``cdp explain``.
+    """
+    pcfg = cfg.identity.probabilistic
+    if not pcfg.enabled:
+        return edges
+    if not lake.exists("silver", "customer_records"):
+        log.info("probabilistic matching: no silver.customer_records (no person sources); exact edges only")
+        return edges
+    from cdp_spark.identity.probabilistic import model_dir_for, probabilistic_edges, record_node_edges
+
+    pairs = probabilistic_edges(
+        spark, lake.read("silver", "customer_records"), cfg=pcfg, model_dir=model_dir_for(cfg), retrain=pcfg.retrain, mlflow_config=cfg
+    ).localCheckpoint()
+    log.info("probabilistic matching: %d record pair(s) at match probability >= %s", pairs.count(), pcfg.match_probability)
+    return edges.unionByName(pairs, allowMissingColumns=True).unionByName(record_node_edges(pairs, identifiers, blocked), allowMissingColumns=True)
+
+
 def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date | None = None) -> IdentityReport:
     from cdp_spark.identity.components import connected_components
     from cdp_spark.privacy.pseudonymize import load_secret
@@ -165,9 +186,12 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
 
     blocked = blocklist(identifiers, cfg.identity, _junk_nodes(spark, cfg, key)).cache()
     link_types = {tuple(r.types): r.confidence for r in cfg.identity.link_rules} or None
-    edges = build_edges(identifiers, blocked, link_types).cache()
+    edges = build_edges(identifiers, blocked, link_types)
+    edges = _with_probabilistic_edges(spark, cfg, lake, edges, identifiers, blocked).cache()
     def cc(e: DataFrame) -> DataFrame:
-        return connected_components(e, engine=cfg.engines.components, max_rounds=cfg.identity.max_rounds)
+        return connected_components(
+            e, engine=cfg.engines.components, max_rounds=cfg.identity.max_rounds, local_finish_rows=cfg.identity.cc_local_finish_rows
+        )
 
     comps, suspects = prune_weak_links(edges, cc(edges.select("src", "dst")), cc)
     comps = comps.localCheckpoint()
@@ -209,7 +233,11 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
     fault_point("identity.after_map_before_registry")
     lake.overwrite("gold", "customer_id_registry", new_registry)
     if merges_n:
-        lake.append("gold", "identity_merges", merges.withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(now).cast("timestamp")))
+        # keyed by run: a resumed run replaces its own rows instead of adding them twice
+        lake.upsert(
+            "gold", "identity_merges", merges.withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(now).cast("timestamp")),
+            keys=["run_id", "customer_uid"],
+        )
     metrics = {
         "customers": int(size_stats["customers"] or 0),
         "largest_component_records": int(size_stats["largest"] or 0),
@@ -226,7 +254,7 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
         [(run_id, now, metrics["customers"], metrics["largest_component_records"], metrics["components_over_alarm"], merges_n, splits_n, blocked_n, str(hist))],
         "run_id string, computed_at timestamp, customers long, largest_component_records long, components_over_alarm long, merges long, splits long, blocklisted long, size_histogram string",
     )
-    lake.append("gold", "identity_metrics", metrics_row)
+    lake.upsert("gold", "identity_metrics", metrics_row, keys=["run_id"])
     rows_out = lake.read("gold", "identity_map").count()
     log.info("identity: %s", metrics)
     return IdentityReport(rows_in=rows_in, rows_out=rows_out, metrics=metrics)

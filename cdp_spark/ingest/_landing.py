@@ -17,6 +17,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.errors import ConfigError
 from cdp_spark.ingest import _reasons as R
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ class LandingFile:
     content_hash: str = ""
     issue: str | None = None  # file-level quarantine reason, None when the file is readable
     ends_with_newline: bool = True
+
+
+def require_landing_root(spark: SparkSession, root: str) -> None:
+    """Fail naming ``root`` when the landing directory itself is missing (a wrong path or an unmounted
+    share), instead of reporting "no new files". A source's own folder may be missing: it has not
+    delivered yet."""
+    jvm = spark.sparkContext._jvm  # Hadoop's FileSystem: local paths, HDFS and object stores alike
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    if not path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path):
+        raise ConfigError(f"paths.landing: the landing directory {root} does not exist; check the path or the mount")
 
 
 def list_files(spark: SparkSession, root: str, pattern: str) -> list[LandingFile]:

@@ -30,6 +30,7 @@ LOG_SCHEMA = T.StructType(
         T.StructField("rows_quarantined", T.LongType()),
         T.StructField("run_id", T.StringType()),
         T.StructField("logged_at", T.TimestampType()),
+        T.StructField("rows_suppressed", T.LongType()),  # rows of erased subjects kept out at intake
     ]
 )
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -27,7 +28,7 @@ from cdp_spark.ingest import _reasons as R
 from cdp_spark.ingest import _tables as TB
 from cdp_spark.ingest._checks import country_codes, delta_safe_name, record_reason
 from cdp_spark.ingest._faults import fault_point
-from cdp_spark.ingest._landing import LandingFile, fingerprint, list_files
+from cdp_spark.ingest._landing import LandingFile, fingerprint, list_files, require_landing_root
 from cdp_spark.ingest._parquet import DriftEvent, read_parquet_files
 from cdp_spark.ingest._text import composite_key, parse_csv_header, read_text_lines, with_csv_fields, with_json_fields, with_text_checks
 from cdp_spark.lake import Lake, Txn
@@ -58,6 +59,7 @@ class SourceReport:
     rows_bronze: int
     rows_quarantined: int
     seconds: float
+    rows_suppressed: int = 0  # rows of erased subjects kept out (privacy: no resurrection)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class BronzeReport:
     def rows_quarantined(self) -> int:
         return sum(s.rows_quarantined for s in self.sources)
 
+    @property
+    def rows_suppressed(self) -> int:
+        return sum(s.rows_suppressed for s in self.sources)
+
     def source(self, name: str) -> SourceReport:
         for report in self.sources:
             if report.source == name:
@@ -100,13 +106,57 @@ def run_bronze(
     for src in selected:
         _validate(src, cfg.bronze.partition_by)
     run_date = run_date or datetime.now(timezone.utc).date()
+    require_landing_root(spark, cfg.paths.landing)
     lake = Lake(spark, cfg.paths.lakehouse, engine=cfg.engines.storage, run_id=run_id, stage="bronze")
     lake.create(TB.OPS, TB.LOG_TABLE, TB.LOG_SCHEMA)
-    ctx = _RunContext(spark, lake, cfg, run_id, run_date, datetime.now(timezone.utc))
-    reports = tuple(_ingest_source(ctx, src) for src in selected)
+    suppression, key = _suppression_list(spark, cfg, lake)
+    ctx = _RunContext(spark, lake, cfg, run_id, run_date, datetime.now(timezone.utc), suppression, key)
+    try:
+        reports = tuple(_ingest_source(ctx, src) for src in selected)
+    finally:
+        if suppression is not None:
+            suppression.unpersist()
     report = BronzeReport(run_id, run_date, reports)
-    log.info("bronze run %s: %d row(s) in, %d to bronze, %d quarantined", run_id, report.rows_in, report.rows_out, report.rows_quarantined)
+    log.info(
+        "bronze run %s: %d row(s) in, %d to bronze, %d quarantined, %d suppressed (erased subjects)",
+        run_id, report.rows_in, report.rows_out, report.rows_quarantined, report.rows_suppressed,
+    )
     return report
+
+
+def _suppression_list(spark: SparkSession, cfg: CdpConfig, lake: Lake) -> tuple[DataFrame | None, bytes | None]:
+    """``ops.suppression`` (cached) and the secret that hashes identifiers, when anything was erased."""
+    from cdp_spark.privacy.pseudonymize import load_secret
+    from cdp_spark.privacy.suppression import SUPPRESSION_TABLE
+
+    if not cfg.privacy.suppression_enabled or not lake.exists(*SUPPRESSION_TABLE):
+        return None, None
+    listed = lake.read(*SUPPRESSION_TABLE).select("id_key").distinct().cache()
+    if listed.isEmpty():
+        listed.unpersist()
+        return None, None
+    # The list was hashed with the existing secret: read it (env, or the embedded local file), never
+    # create a new one here — a fresh secret would hash differently and let erased people back in.
+    local = cfg.silver.local_secret_file
+    readable_local = cfg.spark.mode == "embedded" and local is not None and Path(local).expanduser().exists()
+    key = load_secret(cfg.silver.pseudonymization_secret_env, local_file=local, allow_create=readable_local)
+    log.info("bronze: %d erased identifier(s) on the suppression list are kept out of intake", listed.count())
+    return listed, key
+
+
+def _suppressed_split(ctx: _RunContext, src: SourceConfig, frame: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """``(kept, suppressed)`` bronze rows: a row carrying an erased identifier never lands again."""
+    from cdp_spark.privacy._identifiers import ID_TYPES
+    from cdp_spark.privacy.suppression import apply_suppression
+
+    if ctx.suppression is None or ctx.key is None:
+        return frame, None
+    columns = {t: f for t in ID_TYPES if (f := _source_field(src, t)) in frame.columns}
+    if not columns:
+        return frame, None
+    return apply_suppression(
+        frame, key=ctx.key, suppressed=ctx.suppression, columns=columns, country_col="_country", gmail_rule=ctx.cfg.silver.gmail_normalization
+    )
 
 
 def _validate(src: SourceConfig, partition_by: Sequence[str]) -> None:
@@ -131,6 +181,8 @@ class _RunContext:
     run_id: str
     run_date: date
     started_at: datetime
+    suppression: DataFrame | None = None  # ops.suppression (hashed keys of erased identifiers), when any
+    key: bytes | None = None  # the pseudonymization secret, to hash raw identifiers as silver does
 
 
 def _source_field(src: SourceConfig, name: str | None) -> str | None:
@@ -185,12 +237,12 @@ def _plan(ctx: _RunContext, src: SourceConfig) -> _Plan:
 
 
 def _log_row(
-    source: str, f: LandingFile, status: str, batch: int, redelivery: bool, ctx: _RunContext, counts: tuple[int, int, int] | None
+    source: str, f: LandingFile, status: str, batch: int, redelivery: bool, ctx: _RunContext, counts: tuple[int, int, int, int] | None
 ) -> tuple:
-    read, bronze, quarantined = counts if counts is not None else (None, None, None)
+    read, bronze, quarantined, suppressed = counts if counts is not None else (None, None, None, None)
     return (
         source, f.path, f.size, f.mtime, f.content_hash, status, batch, redelivery, f.issue, f.ends_with_newline,
-        read, bronze, quarantined, ctx.run_id, ctx.started_at,
+        read, bronze, quarantined, ctx.run_id, ctx.started_at, suppressed,
     )
 
 
@@ -406,14 +458,17 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
         ctx.lake.append(
             TB.BRONZE, TB.QUARANTINE_TABLE, _quarantine_frame(ctx, src, plan, c), partition_by=TB.QUARANTINE_PARTITION_BY, txn=txn
         )
+    suppressed: dict[str, int] = {}  # path -> rows of erased subjects kept out
     if rows_good:
-        ctx.lake.append(
-            TB.BRONZE, src.name, _bronze_frame(ctx, src, plan, c, files_df), partition_by=ctx.cfg.bronze.partition_by, txn=txn
-        )
+        kept, dropped = _suppressed_split(ctx, src, _bronze_frame(ctx, src, plan, c, files_df))
+        if dropped is not None:
+            suppressed = {r["_file_path"]: r["count"] for r in dropped.groupBy("_file_path").count().collect()}
+        if sum(suppressed.values()) < rows_good:
+            ctx.lake.append(TB.BRONZE, src.name, kept, partition_by=ctx.cfg.bronze.partition_by, txn=txn)
     fault_point("bronze.after_data_commit")
-    counts = _verify_counts(ctx, src, plan, expected)
+    counts = _verify_counts(ctx, src, plan, expected, suppressed)
     final = [
-        _log_row(src.name, f, TB.STATUS_INGESTED, plan.batch, f.path in plan.redelivered, ctx, counts.get(f.path, (0, 0, 0)))
+        _log_row(src.name, f, TB.STATUS_INGESTED, plan.batch, f.path in plan.redelivered, ctx, counts.get(f.path, (0, 0, 0, 0)))
         for f in plan.files
     ]
     ctx.lake.append(TB.OPS, TB.LOG_TABLE, ctx.spark.createDataFrame(final, TB.LOG_SCHEMA), txn=txn)
@@ -426,9 +481,10 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
         files_skipped=plan.files_seen - len(plan.files),
         files_quarantined=len(c.file_issues),
         rows_read=rows_read,
-        rows_bronze=rows_good,
+        rows_bronze=rows_good - sum(suppressed.values()),
         rows_quarantined=rows_read - rows_good,
         seconds=round(time.monotonic() - started, 3),
+        rows_suppressed=sum(suppressed.values()),
     )
     log.info("source %s batch %d: %s", src.name, plan.batch, report)
     return report
@@ -442,9 +498,10 @@ def _committed_counts(ctx: _RunContext, layer: str, name: str, predicate: Column
 
 
 def _verify_counts(
-    ctx: _RunContext, src: SourceConfig, plan: _Plan, expected: dict[str, tuple[int, int]]
-) -> dict[str, tuple[int, int, int]]:
-    """Per file (read, bronze, quarantined) as committed; raises when read != bronze + quarantined."""
+    ctx: _RunContext, src: SourceConfig, plan: _Plan, expected: dict[str, tuple[int, int]], suppressed: dict[str, int]
+) -> dict[str, tuple[int, int, int, int]]:
+    """Per file (read, bronze, quarantined, suppressed) as committed; raises unless read = bronze +
+    quarantined + suppressed (rows of erased subjects, counted but kept out)."""
     in_bronze = _committed_counts(ctx, TB.BRONZE, src.name, F.col("_batch") == plan.batch, "_file_path")
     in_quarantine = _committed_counts(
         ctx,
@@ -453,15 +510,15 @@ def _verify_counts(
         (F.col("source") == src.name) & (F.col("batch") == plan.batch) & (F.col("level") == "record"),
         "file_path",
     )
-    counts: dict[str, tuple[int, int, int]] = {}
+    counts: dict[str, tuple[int, int, int, int]] = {}
     mismatches = []
     for f in plan.files:
         read = expected.get(f.path, (0, 0))[0]
-        bronze, quarantined = in_bronze.get(f.path, 0), in_quarantine.get(f.path, 0)
-        counts[f.path] = (read, bronze, quarantined)
-        log.info("source %s file %s: read=%d bronze=%d quarantined=%d", src.name, f.path, read, bronze, quarantined)
-        if read != bronze + quarantined:
-            mismatches.append(f"{f.path}: read {read} != bronze {bronze} + quarantined {quarantined}")
+        bronze, quarantined, kept_out = in_bronze.get(f.path, 0), in_quarantine.get(f.path, 0), suppressed.get(f.path, 0)
+        counts[f.path] = (read, bronze, quarantined, kept_out)
+        log.debug("source %s file %s: read=%d bronze=%d quarantined=%d suppressed=%d", src.name, f.path, read, bronze, quarantined, kept_out)
+        if read != bronze + quarantined + kept_out:
+            mismatches.append(f"{f.path}: read {read} != bronze {bronze} + quarantined {quarantined} + suppressed {kept_out}")
     if mismatches:
         raise IngestCountError(
             f"source {src.name} batch {plan.batch}: rows read differ from rows committed ({'; '.join(mismatches)}); "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import reduce
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -100,7 +101,7 @@ class DeltaRsEngine:
 
     def _load(self, uri: str, table: str) -> DeltaTable:
         try:
-            return DeltaTable(native_uri(uri))
+            return _open(uri, table)
         except TableNotFoundError as exc:
             raise StorageError(
                 f"table {table} does not exist at {uri}; it is created by Lake.create, or by the first "
@@ -108,7 +109,7 @@ class DeltaRsEngine:
             ) from exc
 
     def _load_if_exists(self, uri: str) -> DeltaTable | None:
-        return DeltaTable(native_uri(uri)) if self.exists(uri) else None
+        return _open(uri, _label(uri)) if self.exists(uri) else None
 
     def version(self, uri: str) -> int | None:
         dt = self._load_if_exists(uri)
@@ -248,7 +249,8 @@ class DeltaRsEngine:
             raise StorageError(f"delete on {ctx.table}: invalid predicate {predicate!r}: {exc}") from exc
         kept = self._read_files(uri, schema, [f.path for f in matched]).where(~F.coalesce(condition, F.lit(False)))
         staged = self._stage(uri, kept, parts, schema) if matched else _Staged([], 0)
-        log.info("delete %s where %s: %d file(s) rewritten", ctx.table, predicate, len(matched))
+        log.info("delete %s: %d file(s) rewritten", ctx.table, len(matched))
+        log.debug("delete %s predicate: %s", ctx.table, predicate)  # may name pseudonymous keys: debug only
         return self._commit(uri, dt, staged, matched, "append", schema, parts, txn, ctx)
 
     def vacuum(self, uri: str, retention_hours: int, ctx: CommitContext) -> list[str]:
@@ -298,6 +300,15 @@ class DeltaRsEngine:
 
     def _stage(self, uri: str, df: DataFrame, partition_by: list[str], schema: StructType) -> _Staged:
         """Executors write ``df``; the driver moves the files to their final names (uncommitted)."""
+        try:
+            return self._stage_files(uri, df, partition_by)
+        except OSError as exc:  # disk full, read-only or vanished directory while placing files
+            raise StorageError(
+                f"writing data files of {_label(uri)} at {uri} failed: {exc}; nothing was committed and the "
+                "staged files were removed"
+            ) from exc
+
+    def _stage_files(self, uri: str, df: DataFrame, partition_by: list[str]) -> _Staged:
         store = FileStore(uri)
         now = _now_ms()
         _clean_stale_staging(store, now_ms=now)
@@ -370,6 +381,41 @@ class DeltaRsEngine:
 
 
 # ---------------------------------------------------------------------- helpers
+def _label(uri: str) -> str:
+    """``layer.name`` of a table URI laid out as ``<root>/<layer>/<name>``."""
+    return ".".join(uri.rstrip("/").split("/")[-2:])
+
+
+def _open(uri: str, table: str) -> DeltaTable:
+    """``DeltaTable(uri)``; an unreadable log is a StorageError naming the table and the bad entry."""
+    try:
+        return DeltaTable(native_uri(uri))
+    except TableNotFoundError:
+        raise
+    except (DeltaError, OSError, ValueError) as exc:
+        bad = _unparsable_log_entry(uri)
+        where = f" (log entry {bad} is not valid JSON: truncated or corrupt)" if bad else ""
+        raise StorageError(
+            f"the Delta log of table {table} at {uri} cannot be read{where}: {exc}; restore the entry from a "
+            "backup or remove the torn last commit if no reader relied on it"
+        ) from exc
+
+
+def _unparsable_log_entry(uri: str) -> str | None:
+    """Name of the newest ``_delta_log/*.json`` commit file that is not newline-delimited JSON."""
+    log_dir = Path(native_uri(uri)) / "_delta_log"
+    if not log_dir.is_dir():
+        return None
+    for entry in sorted(log_dir.glob("*.json"), reverse=True):
+        try:
+            for line in entry.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    json.loads(line)
+        except (ValueError, OSError):
+            return entry.name
+    return None
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 

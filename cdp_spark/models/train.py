@@ -156,7 +156,7 @@ def champion_metrics(cfg: CdpConfig, task: str, valid: DataFrame) -> tuple[str |
     except MlflowException:
         return None, None
     model = mlflow.spark.load_model(f"models:/{name}@champion")
-    return version.version, binary_metrics(with_probability(model.transform(valid)))
+    return str(version.version), binary_metrics(with_probability(model.transform(valid)))
 
 
 def train_task(spark: SparkSession, cfg: CdpConfig, inputs: Inputs, versions: dict, *, task: str, valid_cutoff: date, run_id: str) -> dict:
@@ -248,7 +248,7 @@ def run_train(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: dat
         [(run_id, clv["mlflow_run_id"], clv["observation_end"], json.dumps(clv["bgnbd"]), json.dumps(clv["gamma_gamma"]))],
         "run_id string, mlflow_run_id string, observation_end string, bgnbd_json string, gamma_gamma_json string",
     )
-    lake.append("gold", "clv_params", params)
+    lake.upsert("gold", "clv_params", params, keys=["run_id"])  # one row per run, also when resumed
     results["clv"] = clv
     rows_in = inputs.identity_map.count()
     return TrainReport(rows_in=rows_in, rows_out=sum(r.get("n_train", 0) for r in results.values() if isinstance(r, dict)), models=results)

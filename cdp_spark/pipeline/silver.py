@@ -32,6 +32,7 @@ from cdp_spark.ops import lake_for
 log = logging.getLogger(__name__)
 
 ANONYMOUS_TYPES = ("cookie_id", "device_id")
+RECORD_ID_TYPE = "record"  # the identifier of a record that carries no other
 # identifier type -> source column holding it (after the source's column mapping)
 IDENTIFIER_COLUMNS = ("customer_id", "email", "phone", "loyalty_id", "device_id", "cookie_id", "legacy_id", "national_id")
 EVENT_KINDS = ("web_event", "app_event", "marketing", "support")
@@ -205,13 +206,19 @@ def identifier_rows(df: DataFrame, *, key: bytes, ts_col: str = "event_ts") -> D
     if not present:
         raise ValueError("no identifier columns present")
     pairs = F.array(*[F.struct(F.lit(t).alias("id_type"), F.col(c).cast("string").alias("value")) for t, c in present])
-    exploded = df.select("source", "record_id", "country", F.col(ts_col).alias("seen_at"), F.explode(pairs).alias("p"))
-    return exploded.where(F.col("p.value").isNotNull() & (F.trim(F.col("p.value")) != "")).select(
+    usable = F.filter(pairs, lambda p: p["value"].isNotNull() & (F.trim(p["value"]) != ""))
+    # A record left with no identifier (e.g. only a junk e-mail that failed standardization) still
+    # gets one, of its own: every record reaches the identity map, as an anonymous singleton.
+    own = F.array(F.struct(F.lit(RECORD_ID_TYPE).alias("id_type"), F.concat_ws(":", "source", "record_id").alias("value")))
+    exploded = df.select(
+        "source", "record_id", "country", F.col(ts_col).alias("seen_at"), F.explode(F.when(F.size(usable) > 0, usable).otherwise(own)).alias("p")
+    )
+    return exploded.select(
         "source",
         "record_id",
         F.col("p.id_type").alias("id_type"),
         keyed_hash(F.concat(F.col("p.id_type"), F.lit(":"), F.col("p.value")), key).alias("id_key"),
-        F.col("p.id_type").isin(*ANONYMOUS_TYPES).alias("anonymous"),
+        F.col("p.id_type").isin(*ANONYMOUS_TYPES, RECORD_ID_TYPE).alias("anonymous"),
         "country",
         "seen_at",
     )

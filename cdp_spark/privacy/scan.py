@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 # Java regexes (Spark ``rlike``), searched anywhere in the value.
 EMAIL_PATTERN = r"[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(\.[\p{L}\p{N}-]+)*\.\p{L}{2,}"
 # E.164 (``+4915112345678``), ``00`` international, or a national number starting with 0 in
-# groups (``0532 123 45 67``). The lookarounds stop matches inside longer words, so a digit run
-# inside a hex digest (always next to a-f letters) never matches; neither do dates (no leading 0
-# group of this shape) or plain integers not starting with 0.
+# groups (``0532 123 45 67``) of at least 9 digits. The lookarounds stop matches inside longer
+# words and ids (``we-0027724096783969``), so a digit run inside a hex digest (always next to a-f
+# letters) never matches; neither do dates, plain integers not starting with 0, or 8-digit
+# postcodes with a leading 0 (Brazil's ``00197146``).
 PHONE_PATTERN = (
-    r"(?<![\w+])(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,13}|0[0-9]{2,4}[ ./-]?[0-9]{3,4}[ .-]?[0-9]{2,4}([ .-]?[0-9]{2})?)(?![\w])"
+    r"(?<![\w+\-])(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,13}"
+    r"|0(?=(?:[ ./-]?[0-9]){8})[0-9]{2,4}[ ./-]?[0-9]{3,4}[ .-]?[0-9]{2,4}([ .-]?[0-9]{2})?)(?![\w])"
 )
 
 
