@@ -138,7 +138,7 @@ class ProbabilisticConfig(_Model):
 class IdentityConfig(_Model):
     max_rounds: int | None = None
     # Connected components finish on the driver once contraction leaves this many edge rows (0: never)
-    cc_local_finish_rows: int = Field(default=2_000_000, ge=0)
+    cc_local_finish_rows: int = Field(default=16_000_000, ge=0)
     junk_max_records: int = Field(default=50, ge=2)
     junk_values: tuple[str, ...] = ("test@test.com", "0000000000", "unknown", "n/a", "none", "null")
     per_type_caps: dict[str, int] = Field(default_factory=lambda: {"email": 5, "phone": 5, "device": 8})

@@ -62,9 +62,12 @@ def test_probabilistic_edges_join_legacy_records_and_explain_with_match_weights(
 def test_rerunning_identity_on_unchanged_data_keeps_every_customer_id(demo_run, spark):
     cfg, _, _ = demo_run
     lake = lake_for(spark, cfg)
-    before = lake.read("gold", "identity_map").localCheckpoint()
+    before = lake.read("gold", "identity_map").localCheckpoint()  # the caller's own: must survive the stage
+    persisted = {int(i) for i in spark.sparkContext._jsc.getPersistentRDDs().keySet()}
     result = run_stage(spark, cfg, "identity", run_id="demo-rerun")
     assert result.status == "succeeded", result.error
+    # the stage's caches and checkpoints are released; nothing of the caller's is
+    assert {int(i) for i in spark.sparkContext._jsc.getPersistentRDDs().keySet()} <= persisted
     after = lake.read("gold", "identity_map")
     changed = before.join(after.withColumnRenamed("customer_uid", "uid_after"), ["source", "record_id"]).where(F.col("customer_uid") != F.col("uid_after"))
     assert changed.count() == 0

@@ -50,8 +50,9 @@ _BROADCAST_ROWS = 2_000_000
 # Once a contracted graph has at most this many (symmetric) edge rows, the driver finishes it in
 # memory (scipy) instead of running more Spark rounds: a few rounds shrink any graph below it, and
 # the last rounds, each a fixed Spark cost on little data, are most of the time on small graphs.
-# 2M rows are 32 MB of keys on the driver, whatever the input size. 0 disables the local finish.
-DEFAULT_LOCAL_FINISH_ROWS = 2_000_000
+# 16M rows are 256 MB of keys on the driver (about 2 GB at the peak of the scipy step), whatever the
+# input size; lower it (identity.cc_local_finish_rows) for a small driver. 0 disables the local finish.
+DEFAULT_LOCAL_FINISH_ROWS = 16_000_000
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,29 @@ def stage_function(stage: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def _persisted_rdd_ids(spark: SparkSession) -> set[int]:
+    return {int(i) for i in spark.sparkContext._jsc.getPersistentRDDs().keySet()}
+
+
+def _release_stage_rdds(spark: SparkSession, before: set[int], stage: str) -> None:
+    """Unpersist what the stage cached or checkpointed locally and left behind (a long-lived session,
+    e.g. a notebook or the benchmark, would otherwise hold every stage's intermediates); RDDs that
+    were persisted before the stage, such as the caller's own caches, are left alone."""
+    rdds = spark.sparkContext._jsc.getPersistentRDDs()
+    left = [i for i in (int(k) for k in rdds.keySet()) if i not in before]
+    for rdd_id in left:
+        rdds.get(rdd_id).unpersist(False)
+    if left:
+        log.debug("stage %s: released %d persisted RDD(s) it left behind", stage, len(left))
+
+
 def run_stage(spark: SparkSession, cfg: CdpConfig, stage: str, *, run_id: str, run_date: date | None = None) -> StageResult:
     """Run one stage and return its result; failures are returned, not raised (see ``run_pipeline``)."""
     func = stage_function(stage)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     log.info("stage %s starting run_id=%s", stage, run_id)
+    held_before = _persisted_rdd_ids(spark)
     try:
         report = func(spark, cfg, run_id=run_id, run_date=run_date)
     except CdpError as err:
@@ -79,6 +96,8 @@ def run_stage(spark: SparkSession, cfg: CdpConfig, stage: str, *, run_id: str, r
         log.exception("stage %s failed unexpectedly", stage)
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         return StageResult(stage, run_id, "failed", 0, 0, time.perf_counter() - t0, started, error=message)
+    finally:
+        _release_stage_rdds(spark, held_before, stage)
     seconds = time.perf_counter() - t0
     details = report.as_dict() if hasattr(report, "as_dict") else {}
     result = StageResult(
