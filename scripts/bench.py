@@ -502,7 +502,7 @@ def run_baseline_script(script: str, flags: list[str], json_path: Path) -> dict[
 
 def run_cc_baseline(args: argparse.Namespace) -> dict[str, Any]:
     if args.cc_results is not None:  # measured separately (e.g. at 10M edges, where it takes long)
-        return {"command": f"reused {args.cc_results}", "seconds": 0.0, "returncode": 0, "result": json.loads(args.cc_results.read_text())}
+        return {"command": ["reused", str(args.cc_results)], "seconds": 0.0, "returncode": 0, "result": json.loads(args.cc_results.read_text())}
     path = args.out / "bench-cc.json"
     flags = ["--edges", *map(str, args.cc_edges), "--families", "random", "chain", "--json", str(path)]
     return run_baseline_script("bench_components.py", flags, path)
