@@ -14,7 +14,8 @@ from cdp_spark.pipeline import STAGES
 from tests.standalone import standalone_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.cluster
+# Six spark-submit runs against a real cluster: allow more than the suite-wide 900 s on a loaded machine.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 
 def _spark_submit() -> str:
