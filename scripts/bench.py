@@ -761,12 +761,20 @@ def bronze_vs_plain_rows(result: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _baseline(result: dict[str, Any], key: str, script: str) -> tuple[dict[str, Any] | None, str]:
+    """A baseline's entry and the line naming its command, or None and why it has no figures."""
+    entry = (result.get("baselines") or {}).get(key)
+    if not entry:
+        return None, "Not run (`--no-baselines`)."
+    if "result" not in entry:
+        return None, f"`scripts/{script}` failed (exit {entry['returncode']}); see `{entry['log']}`."
+    return entry, f"`{' '.join(Path(c).name if i < 2 else c for i, c in enumerate(entry['command']))}`"
+
+
 def cc_section(result: dict[str, Any]) -> str:
-    cc = (result.get("baselines") or {}).get("components")
-    if not cc:
-        return "Not run (`--no-baselines`)."
-    if "result" not in cc:
-        return f"`scripts/bench_components.py` failed (exit {cc['returncode']}); see `{cc['log']}`."
+    cc, line = _baseline(result, "components", "bench_components.py")
+    if cc is None:
+        return line
     timings = [
         [t["family"], f"{t['edges']:,}", t["engine"], _num(t["seconds"], ".2f"), _num(t["components"]), _num(t.get("rounds")), t.get("note") or ""]
         for t in cc["result"]["timings"]
@@ -777,7 +785,7 @@ def cc_section(result: dict[str, Any]) -> str:
         for s in cc["result"]["summary"]
     ]
     return (
-        f"`{' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cc['command']))}`\n\n"
+        line + "\n\n"
         + md_table(["family", "edges", "engine", "seconds", "components", "rounds", "note"], timings)
         + "\n\n"
         + md_table(["family", "edges", "native / scipy", "networkx / native", "Splink / native", "Splink / native (lower bound, timed out)"], summary)
@@ -785,20 +793,15 @@ def cc_section(result: dict[str, Any]) -> str:
 
 
 def clv_section(result: dict[str, Any]) -> str:
-    clv = (result.get("baselines") or {}).get("clv")
-    if not clv:
-        return "Not run (`--no-baselines`)."
-    if "result" not in clv:
-        return f"`scripts/bench_clv.py` failed (exit {clv['returncode']}); see `{clv['log']}`."
+    clv, line = _baseline(result, "clv", "bench_clv.py")
+    if clv is None:
+        return line
     rows = [
         [f"{r['customers']:,}", r["model"], r["method"], _num(r.get("seconds"), ".2f"), _num(r.get("tuples")),
          _num(r.get("max_rel_error_vs_truth"), ".2%") if "error" not in r else f"failed: {r['error'][:80]}"]
         for r in clv["result"]["results"]
     ]
-    return (
-        f"`{' '.join(Path(c).name if i < 2 else c for i, c in enumerate(clv['command']))}`\n\n"
-        + md_table(["customers", "model", "method", "seconds", "distinct tuples", "max rel. error vs truth"], rows)
-    )
+    return line + "\n\n" + md_table(["customers", "model", "method", "seconds", "distinct tuples", "max rel. error vs truth"], rows)
 
 
 def render_markdown(result: dict[str, Any]) -> str:
