@@ -189,18 +189,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _locked(cfg, args: argparse.Namespace, run_id: str):
-    from cdp_spark.runlock import RunLock
-
-    wait = cfg.ops.lock_wait_seconds if args.wait_lock is None else args.wait_lock
-    return RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=wait, stale_after_seconds=cfg.ops.lock_stale_after_seconds)
-
-
 def _cmd_forget(args: argparse.Namespace) -> int:
     from cdp_spark.config import load_config
     from cdp_spark.pipeline import new_run_id
     from cdp_spark.privacy import forget, read_requests
     from cdp_spark.privacy.subjects import ErasureRequestError
+    from cdp_spark.runlock import RunLock
     from cdp_spark.session import build_session
 
     subjects = list(args.subject) + (read_requests(args.requests) if args.requests else [])
@@ -208,7 +202,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         raise ErasureRequestError("give at least one --subject or a --requests file")
     cfg = load_config(args.config)
     run_id = args.run_id or f"erase-{new_run_id(None)}"
-    with _locked(cfg, args, run_id):
+    with RunLock.for_config(cfg, run_id=run_id, wait_seconds=args.wait_lock):
         report = forget(build_session(cfg), cfg, subjects, run_id=run_id)
     print(
         f"erasure {report.run_id}: {report.subjects} subject(s), {report.customers} customer(s), {report.records} record(s); "
@@ -228,11 +222,12 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     from cdp_spark.config import load_config
     from cdp_spark.pipeline import new_run_id
     from cdp_spark.privacy import purge_expired
+    from cdp_spark.runlock import RunLock
     from cdp_spark.session import build_session
 
     cfg = load_config(args.config)
     run_id = args.run_id or f"purge-{new_run_id(args.run_date)}"
-    with _locked(cfg, args, run_id):
+    with RunLock.for_config(cfg, run_id=run_id, wait_seconds=args.wait_lock):
         result = purge_expired(build_session(cfg), cfg, run_date=args.run_date or datetime.now(timezone.utc).date(), run_id=run_id)
     print(f"retention purge {run_id}: {result}")
     return 0

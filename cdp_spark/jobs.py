@@ -42,10 +42,9 @@ def stage_main(stage: str, argv: list[str] | None = None) -> int:
     from cdp_spark.runlock import RunLock
 
     run_id = args.run_id or new_run_id(args.run_date)
-    wait = cfg.ops.lock_wait_seconds if args.wait_lock is None else args.wait_lock
     try:
         spark = build_session(cfg)
-        with RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=wait, stale_after_seconds=cfg.ops.lock_stale_after_seconds):
+        with RunLock.for_config(cfg, run_id=run_id, wait_seconds=args.wait_lock):
             result = run_stage(spark, cfg, stage, run_id=run_id, run_date=args.run_date)
             record_stage_result(spark, cfg, result)
     except CdpError as err:  # lock held, lakehouse not writable, bad table: a message, not a traceback

@@ -22,8 +22,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cdp_spark.errors import CdpError, StorageError
+
+if TYPE_CHECKING:
+    from cdp_spark.config import CdpConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,12 @@ class RunLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._me = Holder(run_id, socket.gethostname(), os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @classmethod
+    def for_config(cls, cfg: CdpConfig, *, run_id: str, wait_seconds: float | None = None) -> RunLock:
+        """The lock of ``cfg``'s lakehouse with its ``ops`` settings; ``wait_seconds`` overrides ``ops.lock_wait_seconds``."""
+        wait = cfg.ops.lock_wait_seconds if wait_seconds is None else wait_seconds
+        return cls(cfg.paths.lakehouse, run_id=run_id, wait_seconds=wait, stale_after_seconds=cfg.ops.lock_stale_after_seconds)
 
     # -- holder inspection
     def holder(self) -> Holder | None:

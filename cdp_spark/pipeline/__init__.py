@@ -126,7 +126,7 @@ def run_pipeline(
     from cdp_spark.ops import record_stage_result  # local: ops imports the lake
     from cdp_spark.runlock import RunLock
 
-    with RunLock(cfg.paths.lakehouse, run_id=run_id, wait_seconds=cfg.ops.lock_wait_seconds, stale_after_seconds=cfg.ops.lock_stale_after_seconds):
+    with RunLock.for_config(cfg, run_id=run_id):
         for name in ordered:
             result = run_stage(spark, cfg, name, run_id=run_id, run_date=run_date)
             record_stage_result(spark, cfg, result)
