@@ -191,16 +191,8 @@ def test_a_run_killed_at_a_fault_point_reruns_to_the_clean_result(workspace, tri
 
 
 # The 20-trial plan: kill points spread over every stage; each resumed run must equal the clean run.
-_KNOWN_BUGS = {
-    6: "a resumed identity run whose gold.identity_metrics row was already committed recomputes the row against its "
-    "own committed registry (merges/splits differ from the clean run); it should see the run as complete and skip",
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "index", [pytest.param(i, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_BUGS[i])) if i in _KNOWN_BUGS else i for i in range(20)]
-)
+@pytest.mark.parametrize("index", range(20))
 def test_twenty_kill_and_rerun_trials_cover_every_stage(workspace, index):
     timings = ft.build_baseline(workspace, last="score")
     trial = ft.trial_plan(20, seed=11, timings=timings)[index]

@@ -1,5 +1,6 @@
 """End to end: every stage on a small generated data set, checked from the outside."""
 
+import ast
 from pathlib import Path
 
 import deltalake
@@ -7,6 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from cdp_spark.evaluation import pairwise_metrics
+from cdp_spark.identity.resolve import HISTOGRAM_BUCKETS
 from cdp_spark.ops import lake_for
 from cdp_spark.pipeline import STAGES, run_stage
 
@@ -60,7 +62,7 @@ def test_probabilistic_edges_join_legacy_records_and_explain_with_match_weights(
 
 
 def test_rerunning_identity_on_unchanged_data_keeps_every_customer_id(demo_run, spark):
-    cfg, _, _ = demo_run
+    cfg, _, results = demo_run
     lake = lake_for(spark, cfg)
     before = lake.read("gold", "identity_map").localCheckpoint()  # the caller's own: must survive the stage
     persisted = {int(i) for i in spark.sparkContext._jsc.getPersistentRDDs().keySet()}
@@ -72,6 +74,12 @@ def test_rerunning_identity_on_unchanged_data_keeps_every_customer_id(demo_run, 
     changed = before.join(after.withColumnRenamed("customer_uid", "uid_after"), ["source", "record_id"]).where(F.col("customer_uid") != F.col("uid_after"))
     assert changed.count() == 0
     assert after.count() == before.count()
+    # same data, same metrics row, histogram text included (stored in bucket order, not collect() order)
+    metrics = {r["run_id"]: r.asDict() for r in lake.read("gold", "identity_metrics").drop("computed_at").collect()}
+    rerun, first = metrics["demo-rerun"], metrics[results[0].run_id]
+    assert {**first, "run_id": "demo-rerun"} == rerun
+    buckets = list(ast.literal_eval(rerun["size_histogram"]))
+    assert buckets == [b for b in HISTOGRAM_BUCKETS if b in buckets]
 
 
 def test_champions_are_registered_and_scores_carry_model_versions(demo_run, spark):

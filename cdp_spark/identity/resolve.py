@@ -29,6 +29,10 @@ from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
 
+# Component-size buckets of identity_metrics.size_histogram: (label, largest record count in it).
+SIZE_BUCKETS: tuple[tuple[str, int | None], ...] = (("1", 1), ("2", 2), ("3-5", 5), ("6-10", 10), ("11-100", 100), (">100", None))
+HISTOGRAM_BUCKETS = tuple(label for label, _ in SIZE_BUCKETS)
+
 REGISTRY_SCHEMA = T.StructType(
     [
         T.StructField("customer_uid", T.StringType(), False),
@@ -219,10 +223,12 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
         F.count(F.lit(1)).alias("customers"), F.max("records").alias("largest"), F.expr("percentile_approx(records, 0.5)").alias("median"),
         F.sum(F.when(F.col("records") > cfg.identity.component_size_alarm, 1).otherwise(0)).alias("over_alarm"),
     ).first()
-    hist = {str(r["bucket"]): int(r["n"]) for r in sizes.select(
-        F.when(F.col("records") <= 1, "1").when(F.col("records") <= 2, "2").when(F.col("records") <= 5, "3-5")
-        .when(F.col("records") <= 10, "6-10").when(F.col("records") <= 100, "11-100").otherwise(">100").alias("bucket")
-    ).groupBy("bucket").agg(F.count(F.lit(1)).alias("n")).collect()}
+    bucket = F.lit(SIZE_BUCKETS[-1][0])
+    for label, upper in reversed(SIZE_BUCKETS[:-1]):
+        bucket = F.when(F.col("records") <= upper, label).otherwise(bucket)
+    counts = {r["bucket"]: int(r["n"]) for r in sizes.groupBy(bucket.alias("bucket")).agg(F.count(F.lit(1)).alias("n")).collect()}
+    # in bucket order, not collect() order: the stored text must be the same on every run over the same data
+    hist = {label: counts[label] for label in HISTOGRAM_BUCKETS if label in counts}
     merges_n, splits_n = merges.count(), splits.count()
     blocked_n = blocked.count()
 

@@ -20,11 +20,11 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.errors import CdpError
+from cdp_spark.identity.resolve import HISTOGRAM_BUCKETS
 from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
 
-HISTOGRAM_BUCKETS = ("1", "2", "3-5", "6-10", "11-100", ">100")  # as bucketed by cdp_spark.identity.resolve
 CLASSIFIER_METRICS = ("roc_auc", "pr_auc", "log_loss", "calibration_error", "lift_top_decile", "lift_top_2_deciles", "base_rate", "n")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
