@@ -159,3 +159,55 @@ def churn_auc_vs_oracle(scores: DataFrame, identity_map: DataFrame, truth_record
     oracle = binary_metrics(joined.select("label", F.col("true_p_churn").alias("p")))
     joined.unpersist()
     return {"persons": model.n, "model_auc": model.roc_auc, "oracle_auc": oracle.roc_auc, "ratio": model.roc_auc / oracle.roc_auc if oracle.roc_auc else 0.0}
+
+
+def id_stability(
+    before: DataFrame,
+    after: DataFrame,
+    *,
+    record_cols: Sequence[str] = ("source", "record_id"),
+    cluster: str = "customer_uid",
+) -> dict[str, float | int]:
+    """How many customer IDs a run kept for the customers its new data did not touch.
+
+    ``before`` and ``after`` are two identity maps (record -> ``cluster``). A record is new if only
+    ``after`` has it; an ID of ``after`` is touched if a new record carries it (the new data joined
+    that customer). An ID of ``before`` is compared when none of its records now has a touched ID,
+    and kept when every one of its records still has it. Returns ids_compared, ids_kept, share
+    (ids_kept / ids_compared, 1.0 when none is compared), records_compared, records_kept,
+    records_touched, new_records and dropped_records (only in ``before``, e.g. erased or expired).
+    """
+    cols = list(record_cols)
+    for df, name in ((before, "before"), (after, "after")):
+        missing = set(cols + [cluster]) - set(df.columns)
+        if missing:
+            raise MissingColumnsError(missing, f"identity map {name!r}")
+    old = before.select(*cols, F.col(cluster).alias("_before"))
+    new = after.select(*cols, F.col(cluster).alias("_after"))
+    touched = new.join(old, cols, "left_anti").select("_after").distinct()
+    both = old.join(new, cols)
+    touched_ids = both.join(touched, "_after").select("_before").distinct()
+    compared = both.join(touched_ids, "_before", "left_anti")
+    per_id = compared.groupBy("_before").agg(
+        F.count(F.lit(1)).alias("_records"), F.sum((F.col("_after") == F.col("_before")).cast("long")).alias("_kept")
+    )
+    ids = per_id.agg(
+        F.count(F.lit(1)).alias("ids_compared"),
+        F.sum((F.col("_kept") == F.col("_records")).cast("long")).alias("ids_kept"),
+        F.sum("_records").alias("records_compared"),
+        F.sum("_kept").alias("records_kept"),
+    ).first()
+    counts = {
+        "new_records": new.join(old, cols, "left_anti").count(),
+        "dropped_records": old.join(new, cols, "left_anti").count(),
+        "records_touched": both.join(touched_ids, "_before").count(),
+    }
+    compared_n, kept_n = int(ids["ids_compared"] or 0), int(ids["ids_kept"] or 0)
+    return {
+        "ids_compared": compared_n,
+        "ids_kept": kept_n,
+        "share": kept_n / compared_n if compared_n else 1.0,
+        "records_compared": int(ids["records_compared"] or 0),
+        "records_kept": int(ids["records_kept"] or 0),
+        **counts,
+    }

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from cdp_spark.errors import MissingColumnsError
-from cdp_spark.evaluation import bcubed_metrics, pairwise_metrics
+from cdp_spark.evaluation import bcubed_metrics, id_stability, pairwise_metrics
 
 
 def _oracle_pairwise(pred: dict[str, str], true: dict[str, int]) -> dict[str, float]:
@@ -102,3 +102,33 @@ def test_missing_cluster_column_is_a_typed_error(spark):
     predicted, truth = _frames(spark, {"a": "x"}, {"a": 1})
     with pytest.raises(MissingColumnsError, match="cluster_id"):
         pairwise_metrics(predicted, truth, predicted_cluster="cluster_id")
+
+
+def _map(spark, rows: dict[str, str]):
+    return spark.createDataFrame([("crm", r, c) for r, c in rows.items()], "source string, record_id string, customer_uid string")
+
+
+def test_id_stability_counts_kept_changed_touched_new_and_dropped_ids(spark):
+    before = _map(spark, {"r1": "A", "r2": "A", "r3": "B", "r4": "C", "r5": "D", "r6": "E", "r7": "F", "r8": "F"})
+    # B changed without new data (an unstable ID); C was joined by the new record n1 (touched);
+    # E's record is gone (erased); F was split without new data (r8 got a new ID)
+    after = _map(spark, {"r1": "A", "r2": "A", "r3": "B2", "r4": "C", "n1": "C", "r5": "D", "r7": "F", "r8": "G"})
+    assert id_stability(before, after) == {
+        "ids_compared": 4, "ids_kept": 2, "share": 0.5, "records_compared": 6, "records_kept": 4,
+        "new_records": 1, "dropped_records": 1, "records_touched": 1,
+    }
+
+
+def test_id_stability_of_identical_maps_is_one_and_of_empty_maps_is_one(spark):
+    same = _map(spark, {"r1": "A", "r2": "B"})
+    assert id_stability(same, same)["share"] == 1.0
+    empty = _map(spark, {}).limit(0)
+    assert id_stability(empty, empty) == {
+        "ids_compared": 0, "ids_kept": 0, "share": 1.0, "records_compared": 0, "records_kept": 0,
+        "new_records": 0, "dropped_records": 0, "records_touched": 0,
+    }
+
+
+def test_id_stability_names_a_missing_column(spark):
+    with pytest.raises(MissingColumnsError, match="customer_uid"):
+        id_stability(_map(spark, {"r1": "A"}).drop("customer_uid"), _map(spark, {"r1": "A"}))
