@@ -394,3 +394,37 @@ def test_process_killed_after_the_data_commit_recovers_without_duplicates(spark,
     report = run_bronze(spark, _config(tmp_path, CRM), run_id="recovery").source("crm")
     assert (report.recovered, report.rows_bronze) == (True, 2)
     assertDataFrameEqual(_keys(spark, tmp_path, "crm", "_run_id"), [("a.csv", 2, "1", "killed"), ("a.csv", 3, "2", "killed")])
+
+
+def test_rows_and_bad_lines_of_an_erased_subject_are_kept_out_of_bronze_and_quarantine(spark, tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+    from datetime import datetime
+
+    from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA
+
+    secret = "s3cret-for-this-test-0123456789abcdef"
+    monkeypatch.setenv("CDP_PSEUDONYMIZATION_KEY", secret)
+    erased = hmac.new(secret.encode(), b"email:ana@posteo.de", hashlib.sha256).hexdigest()
+    lake = _lake(spark, tmp_path)
+    lake.create("ops", "suppression", SUPPRESSION_SCHEMA)
+    lake.append("ops", "suppression", spark.createDataFrame([("email", erased, "h", "erase-1", datetime(2026, 1, 1))], SUPPRESSION_SCHEMA))
+    _write(
+        tmp_path,
+        "orders/a.jsonl",
+        _lines(
+            f'{{"order_id": "o1", "email": " Ana@Posteo.de", "country": "DE", "order_ts": "{TS}"}}',
+            f'{{"order_id": "o2", "email": "bo@example.com", "country": "DE", "order_ts": "{TS}"}}',
+            '{"order_id": "o3", "email": "ANA@posteo.DE", "country": "DE", "order_ts": ',  # truncated: unparseable
+            '{"order_id": "o4", "email": "cem@example.com", "country": "DE", "order_ts": ',
+        ),
+    )
+
+    report = run_bronze(spark, _config(tmp_path, ORDERS), run_id="r1").source("orders")
+
+    assert (report.rows_read, report.rows_bronze, report.rows_quarantined, report.rows_suppressed) == (4, 1, 1, 2)
+    assertDataFrameEqual(_keys(spark, tmp_path, "orders"), [("a.jsonl", 2, "o2")])
+    quarantined = lake.read("bronze", "quarantine").select(_base("file_path"), "line", "raw")
+    assertDataFrameEqual(quarantined, [("a.jsonl", 4, '{"order_id": "o4", "email": "cem@example.com", "country": "DE", "order_ts": ')])
+    logged = lake.read("ops", "ingestion_log").where(F.col("status") == "ingested")
+    assertDataFrameEqual(logged.select("rows_read", "rows_bronze", "rows_quarantined", "rows_suppressed"), [(4, 1, 1, 2)])

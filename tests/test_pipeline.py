@@ -215,9 +215,12 @@ def test_erasure_on_demo_data_leaves_no_row_no_file_and_survives_reingestion(dem
     # The same landing files delivered again (new names, so bronze reads them): nothing comes back.
     for f in originals:
         shutil.copy(f, f.with_name(f"{f.stem}_again{f.suffix}"))
+    # ... and a line naming the subject that cannot be parsed (it would land in quarantine, raw text and all)
+    json_file = next(f for f in sorted(landing.rglob("*.jsonl")) if "_again" not in f.name)
+    json_file.with_name("broken_again.jsonl").write_text(f'{{"email": "{email.upper()}", "note": \n')
     bronze = run_stage(spark, cfg2, "bronze", run_id="reingest")
     assert bronze.status == "succeeded" and bronze.rows_in > 0
     suppressed = lake.read("ops", "ingestion_log").where(F.col("run_id") == "reingest").agg(F.sum("rows_suppressed")).first()[0]
-    assert suppressed >= len(originals)
+    assert suppressed >= len(originals) + 1
     assert run_stage(spark, cfg2, "silver", run_id="reingest").status == "succeeded"
     assert {t: n for t, n in _texts_holding(Path(cfg2.paths.lakehouse), markers).items() if n} == {}

@@ -386,3 +386,25 @@ def test_residency_split_routes_countries_to_their_roots(spark, tmp_path):
     assertDataFrameEqual(parts["/lake/tr"], df.where(F.col("id").isin("1", "5")))
     assertDataFrameEqual(parts["/lake/ru"], df.where(F.col("id") == "4"))
     assertDataFrameEqual(parts["/lake/eu"], df.where(F.col("id").isin("2", "3")))
+
+
+def test_apply_text_suppression_finds_erased_identifiers_in_unparsed_lines(spark):
+    from cdp_spark.privacy.suppression import apply_text_suppression
+
+    key = b"k" * 32
+    suppressed = spark.createDataFrame(
+        [(hkey(key, "email", "analopez@gmail.com"),), (hkey(key, "phone", "+905321234567"),), (hkey(key, "loyalty_id", "LOY-778"),)], "id_key string"
+    )
+    rows = spark.createDataFrame(
+        [
+            ("f", 1, '{"mail": "ANA.Lopez+x@googlemail.com", "n": '),  # e-mail inside broken JSON
+            ("f", 2, "9,Ana,+90 532 123 45 67,oops,extra"),  # international phone in a CSV line
+            ("f", 3, '{"card": "loy-778"'),  # a loyalty id, lower-cased in the source
+            ("f", 4, "10,Bob,bob@example.com,+49 30 1234567"),  # nobody erased
+            ("f", None, None),  # no text to search
+        ],
+        "file string, line int, raw string",
+    )
+    kept, dropped = apply_text_suppression(rows, text_col="raw", row_key=["file", "line"], key=key, suppressed=suppressed)
+    assertDataFrameEqual(dropped, rows.where(F.col("line").isin(1, 2, 3)))
+    assertDataFrameEqual(kept, rows.where(~F.col("line").isin(1, 2, 3) | F.col("line").isNull()))

@@ -159,6 +159,25 @@ def _suppressed_split(ctx: _RunContext, src: SourceConfig, frame: DataFrame) -> 
     )
 
 
+def _suppressed_quarantine(ctx: _RunContext, src: SourceConfig, frame: DataFrame) -> tuple[DataFrame, DataFrame | None]:
+    """``(kept, suppressed)`` quarantine rows: a bad line naming an erased identifier is not stored either.
+
+    Its fields could not be parsed, so the raw text is searched (``apply_text_suppression``).
+    File-level rows carry no raw text and are always kept.
+    """
+    from cdp_spark.privacy.suppression import apply_text_suppression
+
+    if ctx.suppression is None or ctx.key is None:
+        return frame, None
+    searchable = F.coalesce((F.col("level") == "record") & (F.col("raw_encoding") == "utf-8"), F.lit(False))
+    records = frame.where(searchable)
+    kept, dropped = apply_text_suppression(
+        records, text_col="raw", row_key=["file_path", "line", "raw"], key=ctx.key, suppressed=ctx.suppression,
+        country=F.lit(src.country) if src.country else None, gmail_rule=ctx.cfg.silver.gmail_normalization,
+    )
+    return frame.where(~searchable).unionByName(kept), dropped
+
+
 def _validate(src: SourceConfig, partition_by: Sequence[str]) -> None:
     where = f"sources[{src.name}]"
     unknown = set(partition_by) - _PARTITIONABLE
@@ -454,16 +473,21 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
             (src.name, d.file_path, d.column, d.old_type, d.new_type, d.action, ctx.run_id, plan.batch, ctx.started_at) for d in c.drift
         ]
         ctx.lake.append(TB.OPS, TB.DRIFT_TABLE, ctx.spark.createDataFrame(drift_rows, TB.DRIFT_SCHEMA), txn=txn)
-    if rows_read - rows_good or c.file_issues:
-        ctx.lake.append(
-            TB.BRONZE, TB.QUARANTINE_TABLE, _quarantine_frame(ctx, src, plan, c), partition_by=TB.QUARANTINE_PARTITION_BY, txn=txn
-        )
     suppressed: dict[str, int] = {}  # path -> rows of erased subjects kept out
+    rows_bad = rows_read - rows_good
+    if rows_bad or c.file_issues:
+        quarantine, dropped_bad = _suppressed_quarantine(ctx, src, _quarantine_frame(ctx, src, plan, c))
+        if dropped_bad is not None:
+            suppressed = {r["file_path"]: r["count"] for r in dropped_bad.groupBy("file_path").count().collect()}
+        if sum(suppressed.values()) < rows_bad or c.file_issues:
+            ctx.lake.append(TB.BRONZE, TB.QUARANTINE_TABLE, quarantine, partition_by=TB.QUARANTINE_PARTITION_BY, txn=txn)
+    suppressed_bad = sum(suppressed.values())
     if rows_good:
         kept, dropped = _suppressed_split(ctx, src, _bronze_frame(ctx, src, plan, c, files_df))
         if dropped is not None:
-            suppressed = {r["_file_path"]: r["count"] for r in dropped.groupBy("_file_path").count().collect()}
-        if sum(suppressed.values()) < rows_good:
+            for r in dropped.groupBy("_file_path").count().collect():
+                suppressed[r["_file_path"]] = suppressed.get(r["_file_path"], 0) + r["count"]
+        if sum(suppressed.values()) - suppressed_bad < rows_good:
             ctx.lake.append(TB.BRONZE, src.name, kept, partition_by=ctx.cfg.bronze.partition_by, txn=txn)
     fault_point("bronze.after_data_commit")
     counts = _verify_counts(ctx, src, plan, expected, suppressed)
@@ -481,8 +505,8 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
         files_skipped=plan.files_seen - len(plan.files),
         files_quarantined=len(c.file_issues),
         rows_read=rows_read,
-        rows_bronze=rows_good - sum(suppressed.values()),
-        rows_quarantined=rows_read - rows_good,
+        rows_bronze=rows_good - (sum(suppressed.values()) - suppressed_bad),
+        rows_quarantined=rows_bad - suppressed_bad,
         seconds=round(time.monotonic() - started, 3),
         rows_suppressed=sum(suppressed.values()),
     )

@@ -9,9 +9,9 @@ so the list holds no raw value and cannot be reversed without the pseudonymizati
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -77,4 +77,68 @@ def apply_suppression(
     flagged = flagged.withColumn("_suppressed", is_suppressed)
     kept = flagged.where(~F.col("_suppressed")).select(*original)
     dropped = flagged.where(F.col("_suppressed")).select(*original)
+    return kept, dropped
+
+
+# Candidate identifiers in free text: e-mail addresses, phone-like digit runs, and the words between
+# delimiters of CSV/JSON lines (ids such as customer, loyalty, device or cookie ids).
+_EMAIL_TOKEN = r"[^\s\"'<>(),;:\[\]{}|]+@[^\s\"'<>(),;:\[\]{}|]+"
+_PHONE_TOKEN = r"\+?\d[\d ()./-]{5,}\d"
+_WORD_SPLIT = r"[\s\"'<>,;:\[\]{}|=]+"
+_TOKEN_MAX = 320  # longest candidate looked at (the longest valid e-mail address)
+
+
+def apply_text_suppression(
+    df: DataFrame,
+    *,
+    text_col: str,
+    row_key: Sequence[str],
+    key: bytes,
+    suppressed: DataFrame,
+    country: Column | None = None,
+    gmail_rule: bool = True,
+) -> tuple[DataFrame, DataFrame]:
+    """Split rows of free text (e.g. quarantined raw lines that could not be parsed) into ``(kept, suppressed)``.
+
+    A line that failed parsing has no columns to read identifiers from, so every candidate in
+    ``text_col`` -- e-mail addresses, phone-like digit runs and the words between delimiters -- is
+    standardized as each identifier type and hashed; the row is suppressed when any hash is on the
+    list. This errs on the side of the erased subject: a line merely mentioning an erased
+    identifier is kept out too (and counted). ``row_key`` columns identify a row (null-safe);
+    ``country`` (a column of ``df`` or a literal) helps read national phone numbers.
+    """
+    missing = [c for c in (text_col, *row_key) if c not in df.columns]
+    if missing:
+        raise MissingColumnsError(missing, "apply_text_suppression input")
+    if "id_key" not in suppressed.columns:
+        raise MissingColumnsError(["id_key"], "apply_text_suppression suppressed list")
+    keys = [F.col(f"`{c}`").alias(f"_sup_k{i}") for i, c in enumerate(row_key)]
+    text = F.col(f"`{text_col}`")
+    candidates = F.array_distinct(
+        F.concat(
+            F.regexp_extract_all(text, F.lit(_EMAIL_TOKEN), 0),
+            F.regexp_extract_all(text, F.lit(_PHONE_TOKEN), 0),
+            F.split(text, _WORD_SPLIT),
+        )
+    )
+    tokens = (
+        df.where(text.isNotNull())
+        .select(*keys, F.lit(country).alias("_sup_country") if country is not None else F.lit(None).cast("string").alias("_sup_country"),
+                F.explode(candidates).alias("_sup_token"))
+        .where((F.length("_sup_token") >= 2) & (F.length("_sup_token") <= _TOKEN_MAX))
+    )
+    hashed = tokens.select(
+        *[c for c in tokens.columns if c.startswith("_sup_k")],
+        F.explode(
+            F.array(*[id_key(t, standardized_value(t, F.col("_sup_token"), F.col("_sup_country"), gmail_rule=gmail_rule), key) for t in ID_TYPES])
+        ).alias("id_key"),
+    ).where(F.col("id_key").isNotNull())
+    listed = F.broadcast(suppressed.select("id_key").where(F.col("id_key").isNotNull()).distinct())
+    hits = hashed.join(listed, "id_key", "left_semi").drop("id_key").distinct()
+    cond = None
+    for i, c in enumerate(row_key):
+        part = F.col(f"`{c}`").eqNullSafe(hits[f"_sup_k{i}"])
+        cond = part if cond is None else cond & part
+    kept = df.join(hits, cond, "left_anti")
+    dropped = df.join(hits, cond, "left_semi")
     return kept, dropped
