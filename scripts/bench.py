@@ -3,6 +3,7 @@
     .venv/bin/python scripts/bench.py
     .venv/bin/python scripts/bench.py --scales 2000 20000 200000 1000000 --cc-edges 1000000 10000000
     .venv/bin/python scripts/bench.py --scales 2000 20000 --no-baselines --markdown /tmp/b.md --out /tmp/bench
+    .venv/bin/python scripts/bench.py --from-json bench-results/bench.json --notes conditions.md --markdown docs/benchmarks.md
     .venv/bin/python scripts/bench.py --scales 150 300 --days 60 --no-baselines --warmup-customers 0 --set spark.shuffle_partitions=2 --set models.gbt_max_iter=5 --out /tmp/bench --no-markdown
 
 For every scale (customers, ascending) the synthetic generator writes ``--days`` days of landing data
@@ -69,6 +70,9 @@ GROWTH_SLACK = 1.1  # time(k x data) <= 1.1 k x time: 11x for 10x data
 INCREMENT_MAX_SHARE = 0.10
 DRIVER_FLAT_MAX_GROWTH = 1.5  # Python driver peak RSS, largest over smallest scale
 INCREMENT_ID_PREFIX_DIGIT = "9"
+IDENTITY_MIN_PRECISION = 0.995  # pairwise, against the generator's true persons
+IDENTITY_MIN_RECALL = 0.98  # pairwise, against the records linkable by identifiers (linkable_group)
+ID_MIN_STABILITY = 0.999  # customer IDs kept by the increment for customers it did not touch
 
 # Sequential ids the generator numbers from the same base for every seed: customer (C + 9 digits),
 # order (O + 9), legacy (L + 8) and ticket (TK + 8) numbers. Quoted as they are in CSV and JSONL.
@@ -100,6 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cc-edges", type=int, nargs="+", default=[1_000_000], help="edge counts for scripts/bench_components.py")
     p.add_argument("--cc-results", type=Path, help="embed this scripts/bench_components.py JSON instead of running it again")
     p.add_argument("--clv-sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="customer counts for scripts/bench_clv.py")
+    p.add_argument("--clv-results", type=Path, help="embed this scripts/bench_clv.py JSON instead of running it again")
+    p.add_argument("--notes", type=Path, help="markdown file appended to the report as 'Conditions of this run'")
+    p.add_argument("--from-json", type=Path, help="run nothing: write the markdown of this earlier bench.json (with --notes, if given)")
     p.add_argument("--warmup-customers", type=int, default=300, help="untimed pipeline run first (JIT, class loading); 0 = none")
     p.add_argument("--keep-data", action="store_true", help="keep each scale's landing data and lakehouse under --out")
     p.add_argument(
@@ -447,6 +454,7 @@ def bench_scale(spark_holder: dict[str, Any], args: argparse.Namespace, customer
     windows = {"churn_days": cfg.models.churn_days, "propensity_days": cfg.models.propensity_days}
     out: dict[str, Any] = {"customers": customers, "generation": generation, "model_windows": windows}
     out["full"] = run_stages(spark, cfg, f"{customers:,} full", commits, spark_holder["probe"])
+    out["identity_quality"] = identity_quality(spark, cfg, work / "data" / "truth")
     if args.baselines:
         plain = plain_read_baseline(spark, cfg, work / "plain_read")
         bronze = out["full"]["stages"][0]["seconds"]
@@ -455,9 +463,51 @@ def bench_scale(spark_holder: dict[str, Any], args: argparse.Namespace, customer
         inc_customers = max(1, round(customers * args.increment_fraction))
         print(f"scale {customers:,}: increment of {inc_customers:,} customers", flush=True)
         increment = add_increment(work / "data" / "landing", work / "increment", inc_customers, args.seed + 1, args.days, start)
+        map_version = _identity_map_version(spark, cfg)
         out["incremental"] = {"increment": increment, **run_stages(spark, cfg, f"{customers:,} incremental", commits, spark_holder["probe"])}
+        out["incremental"]["id_stability"] = id_stability_since(spark, cfg, map_version)
     if not args.keep_data:
         shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def identity_quality(spark: Any, cfg: Any, truth: Path) -> dict[str, Any] | None:
+    """Pairwise precision (true persons) and recall (linkable groups) of gold.identity_map against the generator's truth."""
+    from cdp_spark.evaluation import pairwise_metrics
+    from cdp_spark.ops import lake_for
+
+    lake = lake_for(spark, cfg)
+    if not (truth / "records.parquet").exists() or not lake.exists("gold", "identity_map"):
+        return None
+    records, identity_map = spark.read.parquet(str(truth / "records.parquet")), lake.read("gold", "identity_map")
+    t0 = time.perf_counter()
+    by_person = pairwise_metrics(identity_map, records, true_cluster="person_id")
+    by_linkable = pairwise_metrics(identity_map, records, true_cluster="linkable_group")
+    out = {
+        "precision": by_person["precision"], "recall_linkable": by_linkable["recall"], "recall_person": by_person["recall"],
+        "records": by_person["records"], "predicted_pairs": by_person["predicted_pairs"], "true_pairs_linkable": by_linkable["true_pairs"],
+        "seconds": time.perf_counter() - t0,
+    }
+    print(f"  identity vs truth: precision {out['precision']:.4f}, recall (linkable) {out['recall_linkable']:.4f}", flush=True)
+    return out
+
+
+def _identity_map_version(spark: Any, cfg: Any) -> int | None:
+    from cdp_spark.ops import lake_for
+
+    return lake_for(spark, cfg).version("gold", "identity_map")
+
+
+def id_stability_since(spark: Any, cfg: Any, version: int | None) -> dict[str, Any] | None:
+    """customer_uid stability between gold.identity_map at ``version`` (before the increment) and now."""
+    from cdp_spark.evaluation import id_stability
+    from cdp_spark.ops import lake_for
+
+    if version is None:
+        return None
+    lake = lake_for(spark, cfg)
+    out = id_stability(lake.read("gold", "identity_map", version=version), lake.read("gold", "identity_map"))
+    print(f"  customer IDs kept for untouched customers: {out['ids_kept']:,} of {out['ids_compared']:,} ({out['share']:.4%})", flush=True)
     return out
 
 
@@ -509,6 +559,8 @@ def run_cc_baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_clv_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    if args.clv_results is not None:
+        return {"command": ["reused", str(args.clv_results)], "seconds": 0.0, "returncode": 0, "result": json.loads(args.clv_results.read_text())}
     path = args.out / "bench-clv.json"
     return run_baseline_script("bench_clv.py", ["--sizes", *map(str, args.clv_sizes), "--out", str(path)], path)
 
@@ -644,6 +696,25 @@ def pipeline_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"not measured in this run (no two scales that both succeeded; largest scale {largest:,})",
         )
     )
+    quality = [(s["customers"], s.get("identity_quality")) for s in scales]
+    quality = [(c, q) for c, q in quality if q]
+    targets.append(
+        _target(
+            f"identity pairwise precision >= {IDENTITY_MIN_PRECISION} (true persons) and recall >= {IDENTITY_MIN_RECALL} (linkable groups)",
+            ", ".join(f"{c:,}: precision {q['precision']:.4f}, recall {q['recall_linkable']:.4f}" for c, q in quality),
+            all(q["precision"] >= IDENTITY_MIN_PRECISION and q["recall_linkable"] >= IDENTITY_MIN_RECALL for _, q in quality) if quality else None,
+            "not measured in this run (no truth files or no identity_map)",
+        )
+    )
+    stability = (scales[-1].get("incremental") or {}).get("id_stability")
+    targets.append(
+        _target(
+            f"the increment keeps >= {ID_MIN_STABILITY:.1%} of the customer IDs it did not touch",
+            f"{stability['ids_kept']:,} of {stability['ids_compared']:,} ({stability['share']:.4%}) at {largest:,} customers" if stability else None,
+            stability["share"] >= ID_MIN_STABILITY if stability else None,
+            f"not measured in this run (largest scale {largest:,}; incremental off or a run failed)",
+        )
+    )
     inc = result["incremental"]
     share = inc["pipeline"]["ratio"] if inc else None
     targets.append(
@@ -768,7 +839,8 @@ def _baseline(result: dict[str, Any], key: str, script: str) -> tuple[dict[str, 
         return None, "Not run (`--no-baselines`)."
     if "result" not in entry:
         return None, f"`scripts/{script}` failed (exit {entry['returncode']}); see `{entry['log']}`."
-    return entry, f"`{' '.join(Path(c).name if i < 2 else c for i, c in enumerate(entry['command']))}`"
+    command = entry["command"].split() if isinstance(entry["command"], str) else entry["command"]  # older bench.json: one string
+    return entry, f"`{' '.join(Path(c).name if i < 2 else c for i, c in enumerate(command))}`"
 
 
 def cc_section(result: dict[str, Any]) -> str:
@@ -855,6 +927,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         ]
     else:
         parts.append("Not measured in this run (`--no-incremental`).")
+    parts += ["## Identity quality", identity_section(result)]
     parts += ["## Baselines", "### Bronze vs plain Spark read + write.parquet"]
     plain = bronze_vs_plain_rows(result)
     parts.append(
@@ -866,7 +939,37 @@ def render_markdown(result: dict[str, Any]) -> str:
     parts += ["### Connected components (`scripts/bench_components.py`)", cc_section(result)]
     parts += ["### CLV fits (`scripts/bench_clv.py`)", clv_section(result)]
     parts += ["## Targets", md_table(["target", "measured", "result"], [[t["target"], t["measured"], t["status"]] for t in result["targets"]])]
+    if result.get("notes"):
+        parts += ["## Conditions of this run", result["notes"].strip()]
     return "\n\n".join(parts) + "\n"
+
+
+def identity_section(result: dict[str, Any]) -> str:
+    rows = [
+        [f"{s['customers']:,}", _num(q["records"]), _num(q["precision"], ".4f"), _num(q["recall_linkable"], ".4f"), _num(q["recall_person"], ".4f")]
+        for s in result["scales"]
+        if (q := s.get("identity_quality"))
+    ]
+    text = (
+        "`gold.identity_map` after the full run against the generator's truth (`truth/records.parquet`): pairwise precision "
+        "against true persons, recall against the groups of records linkable by identifiers and against true persons "
+        "(which counts anonymous visits no identifier links).\n\n"
+        + md_table(["customers", "records", "precision (persons)", "recall (linkable groups)", "recall (persons)"], rows)
+        if rows
+        else "Not measured (no truth files)."
+    )
+    stability = (result["scales"][-1].get("incremental") or {}).get("id_stability")
+    if stability:
+        text += (
+            "\n\nID stability over the increment (`cdp_spark.evaluation.id_stability`: an ID is compared when no new record "
+            "joined its customer, kept when all its records still carry it):\n\n"
+            + md_table(
+                ["IDs compared", "IDs kept", "share kept", "records compared", "records kept", "records touched", "new records", "dropped records"],
+                [[_num(stability[k], ".4%" if k == "share" else ",.0f") for k in (
+                    "ids_compared", "ids_kept", "share", "records_compared", "records_kept", "records_touched", "new_records", "dropped_records")]],
+            )
+        )
+    return text
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -894,6 +997,15 @@ def command_line(argv: list[str] | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.from_json is not None:
+        if args.markdown is None:
+            raise SystemExit("--from-json writes markdown: give --markdown PATH")
+        result = json.loads(args.from_json.read_text())
+        if args.notes:
+            result["notes"] = args.notes.read_text()
+        args.markdown.write_text(render_markdown(result))
+        print(f"wrote {args.markdown} from {args.from_json}")
+        return 0
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     start = (date.today() - timedelta(days=args.days)).isoformat()  # recent data: anonymous ids within their TTL
@@ -904,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_start": start,
     }
     holder: dict[str, Any] = {}
+    result["notes"] = args.notes.read_text() if args.notes else None
     result["warmup"] = warm_up(args, start)
     result["scales"] = [bench_scale(holder, args, n, start, largest=(n == args.scales[-1])) for n in args.scales]
     result["spark"] = holder.get("info")
