@@ -109,6 +109,18 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     assert a == b
     assert a["truth/records.parquet"] != c["truth/records.parquet"]
     assert a["landing/crm_customers/crm_TR_1.csv"] != c["landing/crm_customers/crm_TR_1.csv"]
+    # neighbouring seeds share no hashed id: an extra data set generated with another seed is new data
+    for source, cols in (("web_events", ("event_id", "cookie_id")), ("app_events", ("event_id", "device_id")), ("consents", ("consent_id",))):
+        ids_a, ids_c = _ids(tmp_path / "a", source, cols), _ids(tmp_path / "c", source, cols)
+        assert ids_a and ids_c and not ids_a & ids_c, source
+
+
+def _ids(root: Path, source: str, cols: tuple[str, ...]) -> set[str]:
+    import pandas as pd
+
+    files = sorted((root / "landing" / source).iterdir())
+    frames = [pd.read_json(f, lines=True, dtype=False) if f.suffix == ".jsonl" else pd.read_csv(f, dtype=str) for f in files]
+    return {v for df in frames for c in cols for v in df[c].dropna()}
 
 
 def test_layout_and_columns_follow_the_contract(generated):
