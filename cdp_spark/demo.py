@@ -55,7 +55,7 @@ def summary_text(spark, cfg: CdpConfig, results) -> str:
 
 def truth_lines(spark, cfg: CdpConfig) -> list[str]:
     """Identity and churn quality against the generator's ground truth, when the landing data has it."""
-    from cdp_spark.evaluation import churn_auc_vs_oracle, pairwise_metrics
+    from cdp_spark.evaluation import churn_auc_vs_oracle, identity_quality
     from cdp_spark.ops import lake_for
 
     landing = _local(cfg.paths.landing)
@@ -65,13 +65,12 @@ def truth_lines(spark, cfg: CdpConfig) -> list[str]:
         return []
     records = spark.read.parquet(str(truth / "records.parquet"))
     identity_map = lake.read("gold", "identity_map")
-    by_person = pairwise_metrics(identity_map, records, true_cluster="person_id")
-    by_linkable = pairwise_metrics(identity_map, records, true_cluster="linkable_group")
+    quality = identity_quality(identity_map, records)
     lines = [
         "",
         f"Against the generator's truth ({truth}):",
-        f"  identity: pairwise precision {by_person['precision']:.4f} (true persons), recall {by_linkable['recall']:.4f} "
-        f"(records linkable by identifiers), recall {by_person['recall']:.4f} (true persons, incl. never-linked anonymous visits)",
+        f"  identity: pairwise precision {quality['precision']:.4f} (true persons), recall {quality['recall_linkable']:.4f} "
+        f"(records linkable by identifiers), recall {quality['recall_person']:.4f} (true persons, incl. never-linked anonymous visits)",
     ]
     if lake.exists("gold", "customer_scores") and (truth / "people.parquet").exists():
         auc = churn_auc_vs_oracle(lake.read("gold", "customer_scores"), identity_map, records, spark.read.parquet(str(truth / "people.parquet")))

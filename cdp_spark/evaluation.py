@@ -113,6 +113,26 @@ def bcubed_metrics(
     return {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "records": records}
 
 
+def identity_quality(identity_map: DataFrame, truth_records: DataFrame) -> dict[str, float | int]:
+    """An identity map against the generator's truth (``person_id``, ``linkable_group`` per record).
+
+    Precision is judged against true persons; recall against the groups of records linkable by
+    identifiers (``recall_linkable``) and against true persons (``recall_person``, which counts the
+    anonymous visits no identifier links). Returns those three plus records, predicted_pairs and
+    true_pairs_linkable.
+    """
+    by_person = pairwise_metrics(identity_map, truth_records, true_cluster="person_id")
+    by_linkable = pairwise_metrics(identity_map, truth_records, true_cluster="linkable_group")
+    return {
+        "precision": by_person["precision"],
+        "recall_linkable": by_linkable["recall"],
+        "recall_person": by_person["recall"],
+        "records": by_person["records"],
+        "predicted_pairs": by_person["predicted_pairs"],
+        "true_pairs_linkable": by_linkable["true_pairs"],
+    }
+
+
 def churn_auc_vs_oracle(scores: DataFrame, identity_map: DataFrame, truth_records: DataFrame, people: DataFrame) -> dict[str, float | int]:
     """ROC-AUC of the churn model next to the oracle's, on generated data whose truth is known.
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from cdp_spark.errors import MissingColumnsError
-from cdp_spark.evaluation import bcubed_metrics, id_stability, pairwise_metrics
+from cdp_spark.evaluation import bcubed_metrics, id_stability, identity_quality, pairwise_metrics
 
 
 def _oracle_pairwise(pred: dict[str, str], true: dict[str, int]) -> dict[str, float]:
@@ -132,3 +132,16 @@ def test_id_stability_of_identical_maps_is_one_and_of_empty_maps_is_one(spark):
 def test_id_stability_names_a_missing_column(spark):
     with pytest.raises(MissingColumnsError, match="customer_uid"):
         id_stability(_map(spark, {"r1": "A"}).drop("customer_uid"), _map(spark, {"r1": "A"}))
+
+
+def test_identity_quality_judges_precision_by_person_and_recall_by_linkable_group(spark):
+    # persons {a,b,c} {d}; identifiers can link only a-b (c is an anonymous visit of person 1)
+    truth = spark.createDataFrame(
+        [("crm", "a", 1, 10), ("crm", "b", 1, 10), ("crm", "c", 1, 11), ("crm", "d", 2, 12)],
+        "source string, record_id string, person_id long, linkable_group long",
+    )
+    predicted = _map(spark, {"a": "x", "b": "x", "c": "y", "d": "x"})  # d wrongly joined to a, b
+    # predicted pairs ab, ad, bd; true by person ab, ac, bc; linkable ab
+    assert identity_quality(predicted, truth) == {
+        "precision": 1 / 3, "recall_linkable": 1.0, "recall_person": 1 / 3, "records": 4, "predicted_pairs": 3, "true_pairs_linkable": 1,
+    }
