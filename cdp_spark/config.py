@@ -104,6 +104,8 @@ class SilverConfig(_Model):
     pseudonymization_secret_env: str = "CDP_PSEUDONYMIZATION_KEY"
     local_secret_file: str = ".secrets/pseudonymization.key"
     quality_severity: dict[str, Literal["error", "warn", "critical"]] = Field(default_factory=dict)
+    # Process only the bronze rows added since the last silver batch (off: rebuild silver from all of bronze every run).
+    incremental: bool = True
 
 
 class LinkRule(_Model):

@@ -108,6 +108,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--notes", type=Path, help="markdown file appended to the report as 'Conditions of this run'")
     p.add_argument("--from-json", type=Path, help="run nothing: write the markdown of this earlier bench.json (with --notes, if given)")
     p.add_argument("--warmup-customers", type=int, default=300, help="untimed pipeline run first (JIT, class loading); 0 = none")
+    p.add_argument(
+        "--until", choices=("bronze", "silver", "identity", "gold", "train", "score"), default="score",
+        help="run the stages up to and including this one (e.g. gold: no model training at a scale that only measures the lakehouse)",
+    )
     p.add_argument("--keep-data", action="store_true", help="keep each scale's landing data and lakehouse under --out")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -392,15 +396,15 @@ def stage_record(result: Any, files: dict[str, Any], memory: dict[str, Any]) -> 
     }
 
 
-def run_stages(spark: Any, cfg: Any, label: str, commits: DeltaCommits, probe: MemoryProbe) -> dict[str, Any]:
-    """Every stage in order (stopping at a failure, like run_pipeline); one record per stage."""
+def run_stages(spark: Any, cfg: Any, label: str, commits: DeltaCommits, probe: MemoryProbe, until: str = "score") -> dict[str, Any]:
+    """The stages in order up to ``until`` (stopping at a failure, like run_pipeline); one record per stage."""
     from cdp_spark.pipeline import STAGES, new_run_id, run_stage
 
     run_id = new_run_id()
     released = release_caches(spark)
     commits.scan()  # commits made before this run are not counted
     stages: list[dict[str, Any]] = []
-    for stage in STAGES:
+    for stage in STAGES[: STAGES.index(until) + 1]:
         if stages and stages[-1]["status"] != "succeeded":
             stages.append({"stage": stage, "status": "skipped", "seconds": None})
             continue
@@ -453,7 +457,7 @@ def bench_scale(spark_holder: dict[str, Any], args: argparse.Namespace, customer
     commits = DeltaCommits(cfg.paths.lakehouse)
     windows = {"churn_days": cfg.models.churn_days, "propensity_days": cfg.models.propensity_days}
     out: dict[str, Any] = {"customers": customers, "generation": generation, "model_windows": windows}
-    out["full"] = run_stages(spark, cfg, f"{customers:,} full", commits, spark_holder["probe"])
+    out["full"] = run_stages(spark, cfg, f"{customers:,} full", commits, spark_holder["probe"], args.until)
     out["identity_quality"] = identity_quality(spark, cfg, work / "data" / "truth")
     if args.baselines:
         plain = plain_read_baseline(spark, cfg, work / "plain_read")
@@ -464,7 +468,7 @@ def bench_scale(spark_holder: dict[str, Any], args: argparse.Namespace, customer
         print(f"scale {customers:,}: increment of {inc_customers:,} customers", flush=True)
         increment = add_increment(work / "data" / "landing", work / "increment", inc_customers, args.seed + 1, args.days, start)
         map_version = _identity_map_version(spark, cfg)
-        out["incremental"] = {"increment": increment, **run_stages(spark, cfg, f"{customers:,} incremental", commits, spark_holder["probe"])}
+        out["incremental"] = {"increment": increment, **run_stages(spark, cfg, f"{customers:,} incremental", commits, spark_holder["probe"], args.until)}
         out["incremental"]["id_stability"] = id_stability_since(spark, cfg, map_version)
     if not args.keep_data:
         shutil.rmtree(work, ignore_errors=True)

@@ -26,6 +26,11 @@ def spark(tmp_path_factory):
     builder = configure_builder(SparkSession.builder, cfg, str(base / "checkpoints"))
     session = (
         builder.config("spark.sql.warehouse.dir", str(base / "warehouse"))
+        # the status store keeps every SQL execution's plan graph (1,000 by default): in a session that
+        # runs hundreds of stage builds that alone fills a 3g heap
+        .config("spark.sql.ui.retainedExecutions", "50")
+        .config("spark.ui.retainedJobs", "200")
+        .config("spark.ui.retainedStages", "200")
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={base / 'derby'}")
         .getOrCreate()
     )

@@ -165,6 +165,38 @@ def test_upsert_rejects_duplicate_incoming_keys_and_leaves_the_table_unchanged(s
     assertDataFrameEqual(lake.read("silver", "people"), _people(spark, [(1, "PT", "Ana")]))
 
 
+def test_replace_swaps_each_incoming_keys_rows_as_a_group_in_one_commit(spark, lake: Lake) -> None:
+    lake.append("silver", "people", _people(spark, [(1, "PT", "Ana"), (1, "ES", "Ana-ES"), (2, "PT", "Rui"), (3, "FR", "Zoé")]))
+    before = lake.version("silver", "people")
+    # key 1 had two rows and gets one; key 2 had one and gets two; key 4 is new; key 3 is untouched
+    changes = _people(spark, [(1, "DE", "Ana-DE"), (2, "PT", "Rui"), (2, "BR", "Rui-BR"), (4, "IT", "Gio")])
+
+    lake.replace("silver", "people", changes, keys=["id"], txn=Txn("test-replace", 1))
+    again = lake.replace("silver", "people", changes, keys=["id"], txn=Txn("test-replace", 1))
+
+    expected = _people(spark, [(1, "DE", "Ana-DE"), (2, "PT", "Rui"), (2, "BR", "Rui-BR"), (3, "FR", "Zoé"), (4, "IT", "Gio")])
+    assertDataFrameEqual(lake.read("silver", "people"), expected)
+    assert lake.version("silver", "people") == before + 1
+    assert again.skipped
+    assert lake.history("silver", "people", limit=1)[0]["operation"] == "replace"
+
+
+def test_read_added_returns_the_rows_of_files_added_between_two_versions(spark, lake: Lake) -> None:
+    lake.append("bronze", "people", _people(spark, [(1, "PT", "Ana"), (2, "PT", "Rui")]).coalesce(1))  # v0: one file
+    lake.append("bronze", "people", _people(spark, [(3, "ES", "Luis")]))  # v1
+    lake.append("bronze", "people", _people(spark, [(4, "FR", "Zoé")]))  # v2
+
+    assertDataFrameEqual(lake.read_added("bronze", "people", since_version=0, version=2), _people(spark, [(3, "ES", "Luis"), (4, "FR", "Zoé")]))
+    assertDataFrameEqual(lake.read_added("bronze", "people", since_version=0, version=1), _people(spark, [(3, "ES", "Luis")]))
+    assert lake.read_added("bronze", "people", since_version=2, version=2).count() == 0
+    assert lake.read_added("bronze", "people", since_version=None, version=2).count() == 4
+    # a DELETE rewrites the file it touched: that file's surviving row counts as added once more
+    lake.delete("bronze", "people", "id = 1")  # v3
+    assertDataFrameEqual(lake.read_added("bronze", "people", since_version=2, version=3), _people(spark, [(2, "PT", "Rui")]))
+    with pytest.raises(StorageError, match="is after version"):
+        lake.read_added("bronze", "people", since_version=3, version=1)
+
+
 def test_delete_removes_exactly_the_rows_matching_the_predicate(spark, lake: Lake) -> None:
     lake.append("silver", "people", _people(spark, [(1, "PT", "Ana"), (2, "PT", "Rui"), (3, "ES", None), (4, "FR", "Zoé")]), partition_by=["country"])
 

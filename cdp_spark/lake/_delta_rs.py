@@ -138,6 +138,28 @@ class DeltaRsEngine:
         _check_readable(dt, table)
         return self._read_files(uri, _spark_schema(dt), [f.path for f in _live_files(dt)])
 
+    def read_added(self, uri: str, table: str, since_version: int | None, version: int) -> DataFrame:
+        """Rows of the data files live at ``version`` that were not live at ``since_version``.
+
+        For an append-only table these are exactly the rows appended after ``since_version``; a
+        file rewritten by a DELETE counts as added (its surviving rows come back once).
+        """
+        dt = self._load(uri, table)
+        try:
+            dt.load_as_version(version)
+            current = _live_files(dt)
+            schema = _spark_schema(dt)
+            _check_readable(dt, table)
+            before: set[str] = set()
+            if since_version is not None:
+                dt.load_as_version(since_version)
+                before = {f.path for f in _live_files(dt)}
+        except (DeltaError, ValueError, OSError) as exc:
+            raise StorageError(
+                f"table {table} at {uri}: the file lists of versions {since_version} and {version} are not both readable: {exc}"
+            ) from exc
+        return self._read_files(uri, schema, [f.path for f in current if f.path not in before])
+
     def _read_files(self, uri: str, schema: StructType, rel_paths: Sequence[str], *, with_file: bool = False) -> DataFrame:
         """Spark DataFrame over the given data files of the table, in the table's column order.
 
@@ -207,14 +229,21 @@ class DeltaRsEngine:
         return self._commit(uri, dt, staged, removes, "append", schema, parts, txn, ctx)
 
     def upsert(self, uri: str, df: DataFrame, keys: Sequence[str], txn: Txn | None, ctx: CommitContext) -> CommitResult:
-        require_columns(df.schema, keys, where=f"upsert {ctx.table} keys")
+        return self._merge(uri, df, keys, txn, ctx, unique=True)
+
+    def replace(self, uri: str, df: DataFrame, keys: Sequence[str], txn: Txn | None, ctx: CommitContext) -> CommitResult:
+        return self._merge(uri, df, keys, txn, ctx, unique=False)
+
+    def _merge(self, uri: str, df: DataFrame, keys: Sequence[str], txn: Txn | None, ctx: CommitContext, *, unique: bool) -> CommitResult:
+        """Rows of the table whose keys appear in ``df`` are replaced by ``df``'s rows, in one commit."""
+        require_columns(df.schema, keys, where=f"{ctx.operation} {ctx.table} keys")
         dt = self._load_if_exists(uri)
         if dt is None:
             return self._create_with(uri, df, (), txn, ctx)
         if skipped := _skipped(dt, txn, ctx):
             return skipped
         _check_readable(dt, ctx.table)
-        require_columns(_spark_schema(dt), keys, where=f"upsert {ctx.table} keys (table)")
+        require_columns(_spark_schema(dt), keys, where=f"{ctx.operation} {ctx.table} keys (table)")
         parts = list(dt.metadata().partition_columns)
         dt, schema = self._evolve(dt, df.schema, ctx)
         live = _live_files(dt)
@@ -223,7 +252,10 @@ class DeltaRsEngine:
         incoming = self._stage(uri, align(df, schema, ctx.table), parts, schema)
         try:
             source_keys = self._read_files(uri, schema, incoming.paths).select(*keys)
-            _require_unique_keys(source_keys, keys, ctx.table)
+            if unique:
+                _require_unique_keys(source_keys, keys, ctx.table)
+            else:
+                source_keys = source_keys.distinct()
             target = self._read_files(uri, schema, [f.path for f in live], with_file=True)
             matched = _files_matching(target.join(source_keys, list(keys), "left_semi"), live, parts)
             kept = self._read_files(uri, schema, [f.path for f in matched]).join(source_keys, list(keys), "left_anti")
@@ -232,7 +264,7 @@ class DeltaRsEngine:
             FileStore(uri).delete_files(incoming.paths)
             raise
         staged = _Staged(incoming.adds + rewritten.adds, incoming.rows + rewritten.rows)
-        log.info("upsert %s: %d file(s) rewritten, %d row(s) incoming", ctx.table, len(matched), incoming.rows)
+        log.info("%s %s: %d file(s) rewritten, %d row(s) incoming", ctx.operation, ctx.table, len(matched), incoming.rows)
         return self._commit(uri, dt, staged, matched, "append", schema, parts, txn, ctx)
 
     def delete(self, uri: str, predicate: str, txn: Txn | None, ctx: CommitContext) -> CommitResult:

@@ -85,6 +85,16 @@ class DeltaSparkEngine:
             at = f"version {version}" if version is not None else f"timestamp {timestamp}"
             raise StorageError(f"table {table} at {uri} has no {at}: {exc}; see Lake.history for the versions still available") from exc
 
+    def read_added(self, uri: str, table: str, since_version: int | None, version: int) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        current = self.read(uri, table, version, None)
+        if since_version is None:
+            return current
+        before = self.read(uri, table, since_version, None).inputFiles()
+        # _metadata.file_path honours deletion vectors, unlike reading the Parquet files directly
+        return current.where(~F.col("_metadata.file_path").isin(before)) if before else current
+
     # ------------------------------------------------------------------ writes
     def create(self, uri: str, schema: StructType, partition_by: Sequence[str], ctx: CommitContext) -> CommitResult:
         with self._session_conf({_CONF_USER_METADATA: ctx.user_metadata()}):
@@ -110,6 +120,27 @@ class DeltaSparkEngine:
         merge = self._delta.forPath(self._spark, uri).alias("t").merge(df.alias("s"), condition)
         with self._dml_conf(txn, ctx, {"spark.databricks.delta.schema.autoMerge.enabled": "true"}):
             self._run(lambda: merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(), ctx, uri)
+        return self._result(uri, ctx)
+
+    def replace(self, uri: str, df: DataFrame, keys: Sequence[str], txn: Txn | None, ctx: CommitContext) -> CommitResult:
+        """One MERGE: a delete marker per distinct incoming key removes the target's rows; incoming rows never match, so they are inserted."""
+        from pyspark.sql import functions as F
+
+        if not self.exists(uri):
+            return self._write(uri, df, "append", (), txn, ctx, {})
+        if skipped := self._skipped(uri, txn, ctx):
+            return skipped
+        flag = "_cdp_replace_delete"
+        markers = df.select(*keys).distinct()
+        for c in df.columns:
+            if c not in keys:
+                markers = markers.withColumn(c, F.lit(None).cast(df.schema[c].dataType))
+        source = df.withColumn(flag, F.lit(False)).unionByName(markers.select(*df.columns).withColumn(flag, F.lit(True)))
+        condition = f"s.`{flag}` AND " + " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        values = {f"`{c}`": f"s.`{c}`" for c in df.columns}
+        merge = self._delta.forPath(self._spark, uri).alias("t").merge(source.alias("s"), condition)
+        with self._dml_conf(txn, ctx, {"spark.databricks.delta.schema.autoMerge.enabled": "true"}):
+            self._run(lambda: merge.whenMatchedDelete().whenNotMatchedInsert(condition=f"NOT s.`{flag}`", values=values).execute(), ctx, uri)
         return self._result(uri, ctx)
 
     def delete(self, uri: str, predicate: str, txn: Txn | None, ctx: CommitContext) -> CommitResult:

@@ -40,6 +40,8 @@ class _Engine(Protocol):
     def overwrite(self, uri: str, df: DataFrame, partition_by: Sequence[str], txn: Txn | None, ctx: CommitContext) -> CommitResult: ...
     def overwrite_partitions(self, uri: str, df: DataFrame, txn: Txn | None, ctx: CommitContext) -> CommitResult: ...
     def upsert(self, uri: str, df: DataFrame, keys: Sequence[str], txn: Txn | None, ctx: CommitContext) -> CommitResult: ...
+    def replace(self, uri: str, df: DataFrame, keys: Sequence[str], txn: Txn | None, ctx: CommitContext) -> CommitResult: ...
+    def read_added(self, uri: str, table: str, since_version: int | None, version: int) -> DataFrame: ...
     def delete(self, uri: str, predicate: str, txn: Txn | None, ctx: CommitContext) -> CommitResult: ...
     def vacuum(self, uri: str, retention_hours: int, ctx: CommitContext) -> list[str]: ...
 
@@ -168,6 +170,18 @@ class Lake:
         ts = _as_utc(timestamp) if timestamp is not None else None
         return self._engine.read(self.path(layer, name), self._label(layer, name), version, ts)
 
+    def read_added(self, layer: str, name: str, *, since_version: int | None, version: int) -> DataFrame:
+        """Rows in data files live at ``version`` but not at ``since_version`` (None: every row at ``version``).
+
+        On an append-only table (bronze) these are the rows appended in between. A file that a DELETE
+        rewrote (erasure, retention) counts as new, so its remaining rows are returned once more:
+        consumers must treat rows they have already seen as re-deliveries. Only the file lists of the
+        two versions are needed, so it works after VACUUM as long as the log entries are kept.
+        """
+        if since_version is not None and since_version > version:
+            raise StorageError(f"read_added {self._label(layer, name)}: since_version {since_version} is after version {version}")
+        return self._engine.read_added(self.path(layer, name), self._label(layer, name), since_version, version)
+
     def history(self, layer: str, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commits, newest first: version, timestamp (UTC datetime), operation, run_id, stage, delta_operation.
 
@@ -222,6 +236,16 @@ class Lake:
         if not keys:
             raise StorageError(f"upsert into {self._label(layer, name)}: keys must name at least one column")
         return self._engine.upsert(self.path(layer, name), df, tuple(keys), txn, self._ctx(layer, name, "upsert"))
+
+    def replace(self, layer: str, name: str, df: DataFrame, *, keys: Sequence[str], txn: Txn | None = None) -> CommitResult:
+        """In one commit, every row whose ``keys`` appear in ``df`` is removed and ``df``'s rows are added.
+
+        Unlike :meth:`upsert`, ``df`` may hold any number of rows per key (e.g. all identifiers of a
+        record): the key's old rows are replaced as a group. Creates the table if missing.
+        """
+        if not keys:
+            raise StorageError(f"replace in {self._label(layer, name)}: keys must name at least one column")
+        return self._engine.replace(self.path(layer, name), df, tuple(keys), txn, self._ctx(layer, name, "replace"))
 
     def delete(self, layer: str, name: str, predicate: str, *, txn: Txn | None = None) -> CommitResult:
         """Delete the rows where the Spark SQL ``predicate`` is true."""

@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig, SourceConfig
 from cdp_spark.faults import fault_point
+from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ EVENT_KINDS = ("web_event", "app_event", "marketing", "support")
 ORDER_KINDS = ("order", "pos")
 PERSON_KINDS = ("customer", "person")
 _BRONZE_META = "_"  # bronze metadata columns start with an underscore
+HISTORY_KEY = ("source", "record_id", "updated_at")
+EVENT_INDEX = "event_index"  # silver.event_index: every event record seen, for incremental de-duplication
+EVENT_INDEX_COLUMNS = ("source", "record_id", "content_hash")
+CUSTOMER_RECORD_COLUMNS = (
+    "source", "record_id", "country", "first_name", "last_name", "name_key", "date_of_birth", "gender", "city", "postcode",
+    "email_reason", "phone_reason", "updated_at", "ingested_at",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,11 @@ class SilverReport:
     tables: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: dict[str, int] = field(default_factory=dict)
     quality: dict[str, str] = field(default_factory=dict)
+    batch: int | None = None  # ops.silver_batches.batch (None: silver was already up to date)
+    mode: str = "up to date"  # "full", "incremental" or "up to date"
 
     def as_dict(self) -> dict:
-        return {"tables": self.tables, "duplicates_dropped": self.duplicates_dropped, "quality": self.quality}
+        return {"tables": self.tables, "duplicates_dropped": self.duplicates_dropped, "quality": self.quality, "batch": self.batch, "mode": self.mode}
 
 
 # --------------------------------------------------------------------------- small column helpers
@@ -179,10 +189,27 @@ def person_records(src: SourceConfig, df: DataFrame, *, gmail_rule: bool) -> Dat
     )
 
 
+def _latest_order() -> list[Column]:
+    return [F.col("updated_at").desc_nulls_last(), F.col("ingested_at").desc_nulls_last(), F.col("_file_path").desc_nulls_last(), F.col("_line").desc_nulls_last()]
+
+
 def latest_versions(history: DataFrame) -> DataFrame:
     """CRM record versions collapse to the latest per (source, record_id)."""
-    order = [F.col("updated_at").desc_nulls_last(), F.col("ingested_at").desc_nulls_last(), F.col("_file_path").desc(), F.col("_line").desc()]
-    return dedupe(history, key=["source", "record_id"], order=order)
+    return dedupe(history, key=["source", "record_id"], order=_latest_order())
+
+
+def history_versions(people: DataFrame) -> DataFrame:
+    """Every version of every record, once: a version (same ``updated_at``) delivered again keeps its latest delivery."""
+    return dedupe(people, key=list(HISTORY_KEY), order=_latest_order())
+
+
+def with_content_hash(events: DataFrame) -> DataFrame:
+    """``content_hash``: SHA-256 of everything but the record id and the delivery metadata.
+
+    Two events with the same content under different ids are one event delivered twice.
+    """
+    content = [c for c in events.columns if c not in ("record_id", "_ingested_at", "_file_path", "_line")]
+    return events.withColumn("content_hash", F.sha2(F.to_json(F.struct(*[F.col(c) for c in content])), 256))
 
 
 def identifier_rows(df: DataFrame, *, key: bytes, ts_col: str = "event_ts") -> DataFrame:
@@ -283,10 +310,9 @@ def interactions_table(events: DataFrame) -> DataFrame:
     )
 
 
-def orders_table(orders: DataFrame, fx: DataFrame, reporting_currency: str) -> DataFrame:
-    from cdp_spark.standardize import convert_currency
-
-    base = orders.select(
+def order_rows(orders: DataFrame) -> DataFrame:
+    """Order and POS events → order rows in their original currency."""
+    return orders.select(
         "source",
         "record_id",
         "country",
@@ -299,19 +325,29 @@ def orders_table(orders: DataFrame, fx: DataFrame, reporting_currency: str) -> D
         "currency",
         "amount",
     )
+
+
+def convert_orders(base: DataFrame, fx: DataFrame, reporting_currency: str) -> DataFrame:
+    """Adds ``amount_reporting`` (dated FX rate) and ``reporting_currency`` to order rows."""
+    from cdp_spark.standardize import convert_currency
+
     converted = convert_currency(
         base, fx, amount_col="amount", currency_col="currency", date_col="order_date", reporting_currency=reporting_currency, out_col="amount_reporting"
     )
     return converted.select(*base.columns, "amount_reporting", F.lit(reporting_currency).alias("reporting_currency"))
 
 
-def consents_table(consents: DataFrame, *, key: bytes) -> DataFrame:
-    """Consent events → history per subject and purpose with ``valid_from``/``valid_to``."""
+def orders_table(orders: DataFrame, fx: DataFrame, reporting_currency: str) -> DataFrame:
+    return convert_orders(order_rows(orders), fx, reporting_currency)
+
+
+def consent_rows(consents: DataFrame, *, key: bytes) -> DataFrame:
+    """Consent events → one row per event: subject (keyed), purpose, ``granted``, ``valid_from``."""
     from cdp_spark.privacy.pseudonymize import keyed_hash
 
     subject_type = F.when(F.col("customer_id").isNotNull(), F.lit("customer_id")).otherwise(F.lit("email"))
     subject_value = F.coalesce(F.col("customer_id"), F.col("email_norm"))
-    df = consents.where(subject_value.isNotNull() & F.col("purpose").isNotNull()).select(
+    return consents.where(subject_value.isNotNull() & F.col("purpose").isNotNull()).select(
         "source",
         "record_id",
         "country",
@@ -321,8 +357,17 @@ def consents_table(consents: DataFrame, *, key: bytes) -> DataFrame:
         (F.col("consent_status") == "granted").alias("granted"),
         F.col("event_ts").alias("valid_from"),
     )
+
+
+def consent_history(rows: DataFrame) -> DataFrame:
+    """``valid_to`` (the next event's ``valid_from`` for the same subject and purpose) and ``is_current``."""
     w = Window.partitionBy("subject_key", "purpose").orderBy("valid_from", "record_id")
-    return df.withColumn("valid_to", F.lead("valid_from").over(w)).withColumn("is_current", F.col("valid_to").isNull())
+    return rows.withColumn("valid_to", F.lead("valid_from").over(w)).withColumn("is_current", F.col("valid_to").isNull())
+
+
+def consents_table(consents: DataFrame, *, key: bytes) -> DataFrame:
+    """Consent events → history per subject and purpose with ``valid_from``/``valid_to``."""
+    return consent_history(consent_rows(consents, key=key))
 
 
 def fx_table(fx: DataFrame) -> DataFrame:
@@ -333,99 +378,389 @@ def fx_table(fx: DataFrame) -> DataFrame:
     ).dropDuplicates(["date", "currency"])
 
 
-# --------------------------------------------------------------------------- the stage
+# --------------------------------------------------------------------------- building the tables
 
 
-def build_silver(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFrame], *, key: bytes) -> tuple[dict[str, DataFrame], dict[str, int]]:
-    """Pure construction of every silver table from bronze DataFrames (no writes)."""
-    gmail = cfg.silver.gmail_normalization
+def _union(frames: list[DataFrame]) -> DataFrame | None:
+    out = None
+    for f in frames:
+        out = f if out is None else out.unionByName(f)
+    return out
+
+
+def _by_kind(cfg: CdpConfig, bronze: dict[str, DataFrame]) -> dict[str, list[tuple[SourceConfig, DataFrame]]]:
     by_kind: dict[str, list[tuple[SourceConfig, DataFrame]]] = {}
     for src in cfg.sources:
         if src.name in bronze:
             by_kind.setdefault(src.kind, []).append((src, bronze[src.name]))
+    return by_kind
 
-    def union(frames: list[DataFrame]) -> DataFrame | None:
-        out = None
-        for f in frames:
-            out = f if out is None else out.unionByName(f)
-        return out
 
-    dropped: dict[str, int] = {}
-    tables: dict[str, DataFrame] = {}
+def _people(cfg: CdpConfig, by_kind: dict[str, list[tuple[SourceConfig, DataFrame]]]) -> DataFrame | None:
+    gmail = cfg.silver.gmail_normalization
+    return _union([person_records(s, df, gmail_rule=gmail) for k in PERSON_KINDS for s, df in by_kind.get(k, [])])
 
-    fx_frames = [fx_table(df) for _, df in by_kind.get("fx", [])]
-    fx = union(fx_frames) if fx_frames else spark.createDataFrame([], "date date, currency string, rate_to_eur double")
-    tables["fx_rates"] = fx
 
-    people = union([person_records(s, df, gmail_rule=gmail) for k in PERSON_KINDS for s, df in by_kind.get(k, [])])
-    latest = None
-    if people is not None:
-        people = people.cache()
-        tables["customer_record_history"] = people.drop("_file_path", "_line")
-        latest = latest_versions(people).drop("_file_path", "_line")
+def _events(cfg: CdpConfig, by_kind: dict[str, list[tuple[SourceConfig, DataFrame]]]) -> DataFrame | None:
+    gmail = cfg.silver.gmail_normalization
+    frames = [event_rows(s, df, gmail_rule=gmail) for k in EVENT_KINDS + ORDER_KINDS + ("consent",) for s, df in by_kind.get(k, [])]
+    events = _union(frames)
+    return None if events is None else with_content_hash(events)
 
-    event_frames = [event_rows(s, df, gmail_rule=gmail) for k in EVENT_KINDS + ORDER_KINDS + ("consent",) for s, df in by_kind.get(k, [])]
-    events_all = union(event_frames)
-    if events_all is not None:
-        before = events_all.count()
-        by_id = dedupe(events_all, key=["source", "record_id"], order=_first_arrival()).cache()
-        content_cols = [c for c in by_id.columns if c not in ("record_id", "_ingested_at", "_file_path", "_line")]
-        events = dedupe(by_id, key=content_cols, order=[F.col("record_id")]).cache()
-        dropped["events"] = before - events.count()
-        tables["interactions"] = interactions_table(events.where(F.col("kind").isin(*EVENT_KINDS)))
-        tables["orders"] = orders_table(events.where(F.col("kind").isin(*ORDER_KINDS)), fx, cfg.silver.reporting_currency)
-        tables["consents"] = consents_table(events.where(F.col("kind") == "consent"), key=key)
-    else:
-        events = None
 
+def _fx(spark: SparkSession, by_kind: dict[str, list[tuple[SourceConfig, DataFrame]]]) -> DataFrame:
+    frames = [fx_table(df) for _, df in by_kind.get("fx", [])]
+    return _union(frames) or spark.createDataFrame([], "date date, currency string, rate_to_eur double")
+
+
+def _first_content(events: DataFrame) -> DataFrame:
+    """One event per content: the first to arrive (then the lowest record id)."""
+    return dedupe(events, key=["content_hash"], order=[*_first_arrival(), F.col("record_id")])
+
+
+def _assemble(
+    tables: dict[str, DataFrame], *, latest: DataFrame | None, by_id: DataFrame | None, events: DataFrame | None, key: bytes
+) -> None:
+    """The tables both builds derive the same way: customer records, identifiers, contacts, interactions."""
     id_frames = []
+    contacts = []
     if latest is not None:
         id_frames.append(identifier_rows(latest.withColumn("event_ts", F.col("updated_at")), key=key))
-        tables["pii_contacts"] = latest.select("source", "record_id", "country", "email_norm", "phone_e164")
-        tables["customer_records"] = latest.select(
-            "source",
-            "record_id",
-            "country",
-            "first_name",
-            "last_name",
-            "name_key",
-            "date_of_birth",
-            "gender",
-            "city",
-            "postcode",
-            "email_reason",
-            "phone_reason",
-            "updated_at",
-            "ingested_at",
-        )
-    if events is not None:
+        contacts.append(latest.select("source", "record_id", "country", "email_norm", "phone_e164"))
+        tables["customer_records"] = latest.select(*CUSTOMER_RECORD_COLUMNS)
+    if by_id is not None and events is not None:
         # Every record keeps its identifiers (so every record gets a customer_uid), even an event
         # whose content duplicates another's under a different id and is dropped from interactions.
         id_frames.append(identifier_rows(by_id, key=key))
-        contacts = events.where(F.col("email_norm").isNotNull() | F.col("phone_e164").isNotNull()).select(
-            "source", "record_id", "country", "email_norm", "phone_e164"
+        contacts.append(
+            events.where(F.col("email_norm").isNotNull() | F.col("phone_e164").isNotNull()).select("source", "record_id", "country", "email_norm", "phone_e164")
         )
-        tables["pii_contacts"] = contacts if "pii_contacts" not in tables else tables["pii_contacts"].unionByName(contacts)
+        tables["interactions"] = interactions_table(events.where(F.col("kind").isin(*EVENT_KINDS)))
+    if contacts:
+        tables["pii_contacts"] = _union(contacts)  # type: ignore[assignment]
     if id_frames:
-        tables["identifiers"] = union(id_frames)
-    return tables, dropped
+        tables["identifiers"] = _union(id_frames)  # type: ignore[assignment]
+
+
+@dataclass
+class SilverBuild:
+    """The tables to validate and write, the event index to record, and the counts for the report."""
+
+    tables: dict[str, DataFrame]
+    event_index: DataFrame | None
+    dropped: dict[str, int]
+
+
+def build_silver(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFrame], *, key: bytes) -> tuple[dict[str, DataFrame], dict[str, int]]:
+    """Pure construction of every silver table from whole bronze tables (no writes)."""
+    built = build_full(spark, cfg, bronze, key=key)
+    return built.tables, built.dropped
+
+
+def build_full(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFrame], *, key: bytes) -> SilverBuild:
+    """Every silver table from whole bronze tables, plus the event index (which events were seen)."""
+    by_kind = _by_kind(cfg, bronze)
+    tables: dict[str, DataFrame] = {}
+    dropped: dict[str, int] = {}
+    fx = _fx(spark, by_kind)
+    tables["fx_rates"] = fx
+
+    latest = None
+    people = _people(cfg, by_kind)
+    if people is not None:
+        people = people.cache()
+        tables["customer_record_history"] = history_versions(people).drop("_file_path", "_line")
+        latest = latest_versions(people).drop("_file_path", "_line")
+
+    by_id = events = index = None
+    events_all = _events(cfg, by_kind)
+    if events_all is not None:
+        before = events_all.count()
+        by_id = dedupe(events_all, key=["source", "record_id"], order=_first_arrival()).cache()
+        events = _first_content(by_id).cache()
+        dropped["events"] = before - events.count()
+        tables["orders"] = orders_table(events.where(F.col("kind").isin(*ORDER_KINDS)), fx, cfg.silver.reporting_currency)
+        tables["consents"] = consents_table(events.where(F.col("kind") == "consent"), key=key)
+        index = by_id.select(*EVENT_INDEX_COLUMNS)
+    _assemble(tables, latest=latest, by_id=by_id, events=events, key=key)
+    return SilverBuild(tables, index, dropped)
+
+
+def build_increment(
+    spark: SparkSession,
+    cfg: CdpConfig,
+    lake: Lake,
+    added: dict[str, DataFrame],
+    *,
+    fx_all: DataFrame,
+    fx_changed: bool,
+    key: bytes,
+) -> SilverBuild:
+    """The changes to silver from bronze rows not seen before (``added``, per source), as rows to merge.
+
+    Gives the same silver as :func:`build_full` over all of bronze when batches arrive in order:
+    a CRM version competes with the record's versions already in history; an event whose record
+    id or content was seen before (``silver.event_index``) is a re-delivery; a consent event
+    recomputes ``valid_to`` of its subject and purpose; new FX rates convert again the orders
+    dated on or after the earliest new rate.
+    """
+    by_kind = _by_kind(cfg, added)
+    tables: dict[str, DataFrame] = {}
+    dropped: dict[str, int] = {}
+    if fx_changed:
+        tables["fx_rates"] = fx_all
+
+    latest = None
+    people = _people(cfg, by_kind)
+    if people is not None:
+        people = people.cache()
+        tables["customer_record_history"] = history_versions(people).drop("_file_path", "_line")
+        touched = people.select("source", "record_id").distinct()
+        known = (
+            _table_or_empty(lake, "customer_record_history", people.drop("_file_path", "_line"))
+            .join(touched, ["source", "record_id"], "left_semi")
+            .withColumn("_file_path", F.lit(None).cast("string"))
+            .withColumn("_line", F.lit(None).cast("long"))
+        )
+        latest = latest_versions(known.unionByName(people, allowMissingColumns=True).select(*people.columns)).drop("_file_path", "_line")
+
+    by_id = events = index = None
+    events_all = _events(cfg, by_kind)
+    if events_all is not None:
+        before = events_all.count()
+        seen = _table_or_empty(lake, EVENT_INDEX, events_all.select(*EVENT_INDEX_COLUMNS))
+        by_id = (
+            dedupe(events_all, key=["source", "record_id"], order=_first_arrival())
+            .join(seen.select("source", "record_id"), ["source", "record_id"], "left_anti")
+            .cache()
+        )
+        events = _first_content(by_id.join(seen.select("content_hash").distinct(), "content_hash", "left_anti")).cache()
+        dropped["events"] = before - events.count()
+        new_orders = orders_table(events.where(F.col("kind").isin(*ORDER_KINDS)), fx_all, cfg.silver.reporting_currency)
+        tables["orders"] = new_orders
+        consents = consent_rows(events.where(F.col("kind") == "consent"), key=key)
+        pairs = consents.select("subject_key", "purpose").distinct()
+        earlier = (
+            _table_or_empty(lake, "consents", consents)
+            .join(pairs, ["subject_key", "purpose"], "left_semi")
+            .join(consents.select("source", "record_id"), ["source", "record_id"], "left_anti")  # a replay after a crash
+            .select(*consents.columns)
+        )
+        tables["consents"] = consent_history(earlier.unionByName(consents))
+        index = by_id.select(*EVENT_INDEX_COLUMNS)
+    if fx_changed and lake.exists("silver", "orders"):
+        since = added_fx_dates(cfg, added).agg(F.min("date")).first()[0]
+        if since is not None:
+            again = lake.read("silver", "orders").where(F.col("order_date") >= F.lit(since))
+            if "orders" in tables:
+                again = again.join(tables["orders"].select("source", "record_id"), ["source", "record_id"], "left_anti")
+            base_columns = [c for c in again.columns if c not in ("amount_reporting", "reporting_currency")]
+            reconverted = convert_orders(again.select(*base_columns), fx_all, cfg.silver.reporting_currency)
+            tables["orders"] = reconverted if "orders" not in tables else tables["orders"].unionByName(reconverted)
+            log.info("silver: new FX rates from %s: orders dated since then are converted again", since)
+    _assemble(tables, latest=latest, by_id=by_id, events=events, key=key)
+    return SilverBuild(tables, index, dropped)
+
+
+def _table_or_empty(lake: Lake, name: str, like: DataFrame) -> DataFrame:
+    """``silver.<name>``, or no rows with ``like``'s columns when the table does not exist yet."""
+    return lake.read("silver", name) if lake.exists("silver", name) else like.limit(0)
+
+
+def added_fx_dates(cfg: CdpConfig, added: dict[str, DataFrame]) -> DataFrame:
+    """(date, currency) of the FX rates among the added bronze rows."""
+    frames = [fx_table(df).select("date", "currency") for _, df in _by_kind(cfg, added).get("fx", [])]
+    return _union(frames).distinct()  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- batches and the stage
+
+TXN_APP = "cdp-silver"  # Delta application-transaction id of silver's writes; its version is the batch number
+BATCHES = ("ops", "silver_batches")
+BATCHES_SCHEMA = (
+    "batch long, run_id string, mode string, status string, fingerprint string, since_versions string, "
+    "bronze_versions string, rows_in long, started_at timestamp, committed_at timestamp"
+)
+# Bump when a change to this module changes silver's output for the same bronze: the next run rebuilds.
+BUILD_VERSION = 2
+# How each table takes an incremental batch: (operation, keys). Written in this order, the index last.
+INCREMENT_WRITES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fx_rates": ("overwrite", ()),
+    "customer_record_history": ("upsert", HISTORY_KEY),
+    "customer_records": ("upsert", ("source", "record_id")),
+    "pii_contacts": ("upsert", ("source", "record_id")),
+    "identifiers": ("replace", ("source", "record_id")),
+    "interactions": ("append", ()),  # only events never seen before
+    "orders": ("upsert", ("source", "record_id")),  # new orders, and older ones converted again after new FX rates
+    "consents": ("upsert", ("source", "record_id")),
+    EVENT_INDEX: ("append", ()),
+}
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What one silver run processes: bronze versions ``since`` (exclusive) up to ``versions`` (inclusive)."""
+
+    batch: int
+    mode: str  # "full" or "incremental"
+    since: dict[str, int]
+    versions: dict[str, int]
+    fingerprint: str
+    replay: bool = False  # the batch started before, crashed, and is finished now with the same versions
+    reason: str = ""
+
+
+def fingerprint(cfg: CdpConfig, key: bytes) -> str:
+    """What silver's output depends on besides bronze: build version, silver settings, sources, the secret.
+
+    A change in any of them makes the next run rebuild silver in full. The secret enters as an HMAC,
+    so the fingerprint reveals nothing about it.
+    """
+    import hashlib
+    import hmac
+    import json
+
+    settings = cfg.silver.model_dump(mode="json", exclude={"incremental"})
+    doc = {
+        "build": BUILD_VERSION,
+        "silver": settings,
+        "sources": [src.model_dump(mode="json") for src in cfg.sources],
+        "secret": hmac.new(key, b"cdp-silver-fingerprint", hashlib.sha256).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _batches(lake: Lake) -> list[dict]:
+    if not lake.exists(*BATCHES):
+        return []
+    return [r.asDict() for r in lake.read(*BATCHES).orderBy("batch").collect()]  # one small row per silver run
+
+
+def plan_batch(lake: Lake, cfg: CdpConfig, fp: str, versions: dict[str, int]) -> BatchPlan | None:
+    """The next batch, or None when silver already holds every bronze version."""
+    import json
+
+    rows = _batches(lake)
+    last = rows[-1] if rows else None
+    if last and last["status"] == "started" and last["fingerprint"] == fp:
+        return BatchPlan(
+            last["batch"], last["mode"], json.loads(last["since_versions"]), json.loads(last["bronze_versions"]), fp, replay=True,
+            reason=f"batch {last['batch']} of run {last['run_id']} did not finish",
+        )
+    committed = [r for r in rows if r["status"] == "committed"]
+    batch = (last["batch"] + 1) if last else 1
+    previous = committed[-1] if committed else None
+    kinds = {src.kind for src in cfg.sources if src.name in versions}
+    needed = {"identifiers": bool(versions), "customer_record_history": bool(kinds & set(PERSON_KINDS)), EVENT_INDEX: bool(kinds - set(PERSON_KINDS) - {"fx"})}
+    missing = [t for t, needs in needed.items() if needs and not lake.exists("silver", t)]
+    if not cfg.silver.incremental:
+        return BatchPlan(batch, "full", {}, versions, fp, reason="silver.incremental is off")
+    if previous is None:
+        return BatchPlan(batch, "full", {}, versions, fp, reason="no earlier batch")
+    if previous["fingerprint"] != fp:
+        return BatchPlan(batch, "full", {}, versions, fp, reason="the silver build, its settings, the sources or the secret changed")
+    if missing:
+        return BatchPlan(batch, "full", {}, versions, fp, reason=f"silver table(s) missing: {', '.join(missing)}")
+    since = {k: int(v) for k, v in json.loads(previous["bronze_versions"]).items()}
+    if any(since.get(name, -1) > v for name, v in versions.items()):
+        return BatchPlan(batch, "full", {}, versions, fp, reason="a bronze table is older than silver's last batch (restored or recreated)")
+    if all(since.get(name) == v for name, v in versions.items()):
+        return None
+    return BatchPlan(batch, "incremental", since, versions, fp)
+
+
+def _record_batch(spark: SparkSession, lake: Lake, plan: BatchPlan, *, run_id: str, status: str, rows_in: int, started_at) -> None:
+    import json
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    row = (
+        plan.batch, run_id, plan.mode, status, plan.fingerprint, json.dumps(plan.since, sort_keys=True), json.dumps(plan.versions, sort_keys=True),
+        rows_in, started_at, now if status == "committed" else None,
+    )  # fmt: skip
+    lake.upsert(*BATCHES, spark.createDataFrame([row], BATCHES_SCHEMA), keys=["batch"])
+
+
+def _read_batch(spark: SparkSession, cfg: CdpConfig, lake: Lake, plan: BatchPlan) -> tuple[BatchPlan, dict[str, DataFrame]]:
+    """Bronze rows of the batch per source: whole tables (full) or the rows added since (incremental)."""
+    from cdp_spark.errors import StorageError
+
+    if plan.mode == "incremental":
+        try:
+            return plan, {
+                name: lake.read_added("bronze", name, since_version=plan.since.get(name), version=v)
+                for name, v in plan.versions.items()
+                if plan.since.get(name) != v
+            }
+        except StorageError as err:  # the log entries of silver's last version were cleaned up
+            log.warning("silver batch %d: %s; rebuilding silver in full", plan.batch, err)
+            plan = BatchPlan(plan.batch, "full", {}, plan.versions, plan.fingerprint, reason="bronze's older log entries are gone")
+    return plan, {name: lake.read("bronze", name, version=v) for name, v in plan.versions.items()}
+
+
+def _write(lake: Lake, name: str, df: DataFrame, *, mode: str, txn) -> None:
+    if mode == "full":
+        result = lake.overwrite("silver", name, df, txn=txn)
+    else:
+        op, keys = INCREMENT_WRITES[name]
+        if op == "overwrite":
+            result = lake.overwrite("silver", name, df, txn=txn)
+        elif op == "append":
+            result = lake.append("silver", name, df, txn=txn)
+        elif op == "upsert":
+            result = lake.upsert("silver", name, df, keys=keys, txn=txn)
+        else:
+            result = lake.replace("silver", name, df, keys=keys, txn=txn)
+    if result.skipped:
+        log.info("silver.%s: batch %d was written before the crash, skipped", name, txn.version)
 
 
 def run_silver(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date | None = None) -> SilverReport:
+    """Bring silver up to date with bronze: in full the first time (or after a change of build,
+    settings, sources or secret), otherwise only the bronze rows added since the last batch.
+
+    Every batch is recorded in ``ops.silver_batches`` (the bronze versions it covers). Its writes carry
+    the Delta transaction id ``cdp-silver``/batch, so a batch interrupted by a crash is finished by the
+    next run with the same bronze versions, without writing anything twice.
+    """
+    from datetime import datetime, timezone
+
+    from cdp_spark.lake import Txn
     from cdp_spark.privacy.pseudonymize import load_secret
     from cdp_spark.quality import validate_tables
 
     lake = lake_for(spark, cfg, run_id=run_id, stage="silver")
     key = load_secret(cfg.silver.pseudonymization_secret_env, local_file=cfg.silver.local_secret_file, allow_create=cfg.spark.mode == "embedded")
-    bronze = {src.name: lake.read("bronze", src.name) for src in cfg.sources if lake.exists("bronze", src.name)}
+    versions = {src.name: int(lake.version("bronze", src.name)) for src in cfg.sources if lake.exists("bronze", src.name)}  # type: ignore[arg-type]
+    plan = plan_batch(lake, cfg, fingerprint(cfg, key), versions)
+    if plan is None:
+        log.info("silver is up to date: no bronze rows added since its last batch")
+        return SilverReport(rows_in=0, rows_out=0)
+    plan, bronze = _read_batch(spark, cfg, lake, plan)
+    log.info("silver batch %d (%s%s): %s", plan.batch, plan.mode, ", replay" if plan.replay else "", plan.reason or f"bronze versions {plan.since} -> {plan.versions}")
+    started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     rows_in = sum(df.count() for df in bronze.values())
-    tables, dropped = build_silver(spark, cfg, bronze, key=key)
+    if plan.mode == "full":
+        built = build_full(spark, cfg, bronze, key=key)
+    else:
+        fx_sources = [s.name for s in cfg.sources if s.kind == "fx" and s.name in versions]
+        fx_all = _fx(spark, _by_kind(cfg, {n: lake.read("bronze", n, version=versions[n]) for n in fx_sources}))
+        built = build_increment(spark, cfg, lake, bronze, fx_all=fx_all, fx_changed=any(n in bronze for n in fx_sources), key=key)
     # Quality gate: every table is validated before any is written (all-or-nothing for critical failures).
-    tables, quality = validate_tables(spark, cfg, lake, tables, run_id=run_id)
+    tables, quality = validate_tables(spark, cfg, lake, built.tables, run_id=run_id)
+    _record_batch(spark, lake, plan, run_id=run_id, status="started", rows_in=rows_in, started_at=started_at)
+    txn = Txn(TXN_APP, plan.batch)
     counts: dict[str, int] = {}
-    for name, df in tables.items():
-        result = lake.overwrite("silver", name, df)
-        counts[name] = int(result.rows_written if result.rows_written is not None else lake.read("silver", name).count())
-        log.info("silver.%s rows=%d version=%s", name, counts[name], result.version)
+    order = [n for n in INCREMENT_WRITES if n in tables] + sorted(n for n in tables if n not in INCREMENT_WRITES)
+    for name in order:
+        _write(lake, name, tables[name], mode=plan.mode, txn=txn)
+        counts[name] = tables[name].count()  # the validated tables are persisted: no recomputation
+        log.info("silver.%s rows=%d (%s)", name, counts[name], plan.mode)
         fault_point("silver.between_tables", name)
-    return SilverReport(rows_in=rows_in, rows_out=sum(counts.values()), tables=counts, duplicates_dropped=dropped, quality=quality)
+    if built.event_index is not None:
+        _write(lake, EVENT_INDEX, built.event_index, mode=plan.mode, txn=txn)
+    _record_batch(spark, lake, plan, run_id=run_id, status="committed", rows_in=rows_in, started_at=started_at)
+    return SilverReport(
+        rows_in=rows_in, rows_out=sum(counts.values()), tables=counts, duplicates_dropped=built.dropped, quality=quality,
+        batch=plan.batch, mode=plan.mode,
+    )  # fmt: skip
