@@ -202,3 +202,17 @@ def test_twenty_kill_and_rerun_trials_cover_every_stage(workspace, index):
     if trial.fault:
         assert trial.fired_as_planned(result.crashed.fault_fired), result.line()
     _assert_recovered(result)
+
+
+def test_a_stage_that_exits_the_interpreter_is_recorded_as_failed(spark, monkeypatch):
+    import cdp_spark.pipeline as pipeline
+
+    def exits(*_args, **_kwargs):
+        raise SystemExit(0)  # what pyspark.sql.connect does on import under `python -c`
+
+    monkeypatch.setattr(pipeline, "stage_function", lambda stage: exits)
+
+    result = pipeline.run_stage(spark, None, "silver", run_id="exit-0")
+
+    assert result.status == "failed"
+    assert result.error.startswith("SystemExit(0) raised inside the stage")

@@ -96,6 +96,12 @@ def run_stage(spark: SparkSession, cfg: CdpConfig, stage: str, *, run_id: str, r
         log.exception("stage %s failed unexpectedly", stage)
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         return StageResult(stage, run_id, "failed", 0, 0, time.perf_counter() - t0, started, error=message)
+    except SystemExit as err:
+        # A library exiting the interpreter half way through a stage must not pass for success (exit
+        # status 0). pyspark.sql.connect does so on import when ``__main__`` has no file (``python -c``).
+        log.exception("stage %s: sys.exit(%r) was called inside the stage", stage, err.code)
+        message = f"SystemExit({err.code!r}) raised inside the stage (run cdp from a file or the cdp command, not python -c)"
+        return StageResult(stage, run_id, "failed", 0, 0, time.perf_counter() - t0, started, error=message)
     finally:
         _release_stage_rdds(spark, held_before, stage)
     seconds = time.perf_counter() - t0
