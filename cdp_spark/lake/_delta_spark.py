@@ -91,9 +91,10 @@ class DeltaSparkEngine:
         current = self.read(uri, table, version, None)
         if since_version is None:
             return current
-        before = self.read(uri, table, since_version, None).inputFiles()
-        # _metadata.file_path honours deletion vectors, unlike reading the Parquet files directly
-        return current.where(~F.col("_metadata.file_path").isin(before)) if before else current
+        # Data file names are unique within a table (a UUID each); comparing names, not paths, keeps
+        # the URI spelling (file:/ or file:///) out of it. Filtering the Delta scan honours deletion vectors.
+        before = sorted({f.rstrip("/").rsplit("/", 1)[-1] for f in self.read(uri, table, since_version, None).inputFiles()})
+        return current.where(~F.col("_metadata.file_name").isin(before)) if before else current
 
     # ------------------------------------------------------------------ writes
     def create(self, uri: str, schema: StructType, partition_by: Sequence[str], ctx: CommitContext) -> CommitResult:
