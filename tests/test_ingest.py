@@ -428,3 +428,52 @@ def test_rows_and_bad_lines_of_an_erased_subject_are_kept_out_of_bronze_and_quar
     assertDataFrameEqual(quarantined, [("a.jsonl", 4, '{"order_id": "o4", "email": "cem@example.com", "country": "DE", "order_ts": ')])
     logged = lake.read("ops", "ingestion_log").where(F.col("status") == "ingested")
     assertDataFrameEqual(logged.select("rows_read", "rows_bronze", "rows_quarantined", "rows_suppressed"), [(4, 1, 1, 2)])
+
+
+def test_residency_keeps_a_countrys_rows_bad_lines_and_erasures_in_its_own_lakehouse(spark, tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+    from datetime import datetime
+
+    from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA
+
+    secret = "s3cret-for-this-test-0123456789abcdef"
+    monkeypatch.setenv("CDP_PSEUDONYMIZATION_KEY", secret)
+    swiss = Lake(spark, str(tmp_path / "lake-ch"), engine="delta-rs")
+    # an erasure run in the Swiss lakehouse: its suppression list must keep the subject out of intake
+    erased = hmac.new(secret.encode(), b"email:lea@bluewin.ch", hashlib.sha256).hexdigest()
+    swiss.append("ops", "suppression", spark.createDataFrame([("email", erased, "h", "erase-ch", datetime(2026, 1, 1))], SUPPRESSION_SCHEMA))
+    orders = {**ORDERS, "name": "orders"}
+    shop_ch = {**ORDERS, "name": "shop_ch", "path": "shop_ch/*.jsonl", "country_column": None, "country": "CH"}
+    _write(
+        tmp_path,
+        "orders/a.jsonl",
+        _lines(
+            f'{{"order_id": "o1", "email": "ueli@gmx.ch", "country": "CH", "order_ts": "{TS}"}}',
+            f'{{"order_id": "o2", "email": "jo@web.de", "country": "Deutschland", "order_ts": "{TS}"}}',
+            f'{{"order_id": "o3", "email": "nora@sunrise.ch", "country": "Schweiz", "order_ts": "{TS}"}}',
+            f'{{"order_id": "o4", "email": "lea@bluewin.ch", "country": "CH", "order_ts": "{TS}"}}',
+        ),
+    )
+    _write(tmp_path, "shop_ch/a.jsonl", _lines(f'{{"order_id": "s1", "order_ts": "{TS}"}}', '{"order_id": "s2", "order_ts": '))
+    cfg = parse_config(
+        {
+            "paths": {"landing": str(tmp_path / "landing"), "lakehouse": str(tmp_path / "lake")},
+            "privacy": {"residency": {"CH": str(tmp_path / "lake-ch")}},
+            "sources": [orders, shop_ch],
+        },
+        base_dir=tmp_path,
+    )
+
+    report = run_bronze(spark, cfg, run_id="r1")
+
+    home = _lake(spark, tmp_path)
+    assertDataFrameEqual(home.read("bronze", "orders").select("_record_key"), [("o2",)])
+    assertDataFrameEqual(swiss.read("bronze", "orders").select("_record_key"), [("o1",), ("o3",)])  # "Schweiz" is CH too
+    assertDataFrameEqual(swiss.read("bronze", "shop_ch").select("_record_key"), [("s1",)])
+    assertDataFrameEqual(swiss.read("bronze", "quarantine").select("source", "line"), [("shop_ch", 2)])  # the raw text stays in CH
+    assert not home.exists("bronze", "shop_ch") and not home.exists("bronze", "quarantine")
+    assert (report.source("orders").rows_read, report.source("orders").rows_bronze, report.source("orders").rows_suppressed) == (4, 3, 1)
+    logged = home.read("ops", "ingestion_log").where(F.col("status") == "ingested").select("source", "rows_read", "rows_bronze", "rows_quarantined", "rows_suppressed")
+    assertDataFrameEqual(logged, [("orders", 4, 3, 0, 1), ("shop_ch", 2, 1, 1, 0)])
+    assert run_bronze(spark, cfg, run_id="r2").rows_in == 0  # exactly once across lakehouses

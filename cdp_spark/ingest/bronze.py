@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -109,8 +109,13 @@ def run_bronze(
     require_landing_root(spark, cfg.paths.landing)
     lake = Lake(spark, cfg.paths.lakehouse, engine=cfg.engines.storage, run_id=run_id, stage="bronze")
     lake.create(TB.OPS, TB.LOG_TABLE, TB.LOG_SCHEMA)
-    suppression, key = _suppression_list(spark, cfg, lake)
-    ctx = _RunContext(spark, lake, cfg, run_id, run_date, datetime.now(timezone.utc), suppression, key)
+    resident = {
+        root: Lake(spark, root, engine=cfg.engines.storage, run_id=run_id, stage="bronze")
+        for root in sorted(set(cfg.privacy.residency.values()))
+        if root != cfg.paths.lakehouse
+    }
+    suppression, key = _suppression_list(spark, cfg, [lake, *resident.values()])
+    ctx = _RunContext(spark, lake, cfg, run_id, run_date, datetime.now(timezone.utc), suppression, key, resident)
     try:
         reports = tuple(_ingest_source(ctx, src) for src in selected)
     finally:
@@ -124,14 +129,19 @@ def run_bronze(
     return report
 
 
-def _suppression_list(spark: SparkSession, cfg: CdpConfig, lake: Lake) -> tuple[DataFrame | None, bytes | None]:
-    """``ops.suppression`` (cached) and the secret that hashes identifiers, when anything was erased."""
+def _suppression_list(spark: SparkSession, cfg: CdpConfig, lakes: list[Lake]) -> tuple[DataFrame | None, bytes | None]:
+    """``ops.suppression`` of every lakehouse (home and in-country: an erasure runs where the data is),
+    cached, and the secret that hashes identifiers, when anything was erased."""
     from cdp_spark.privacy.pseudonymize import load_secret
     from cdp_spark.privacy.suppression import SUPPRESSION_TABLE
 
-    if not cfg.privacy.suppression_enabled or not lake.exists(*SUPPRESSION_TABLE):
+    lists = [lake.read(*SUPPRESSION_TABLE).select("id_key") for lake in lakes if lake.exists(*SUPPRESSION_TABLE)]
+    if not cfg.privacy.suppression_enabled or not lists:
         return None, None
-    listed = lake.read(*SUPPRESSION_TABLE).select("id_key").distinct().cache()
+    union = lists[0]
+    for more in lists[1:]:
+        union = union.unionByName(more)
+    listed = union.distinct().cache()
     if listed.isEmpty():
         listed.unpersist()
         return None, None
@@ -202,6 +212,11 @@ class _RunContext:
     started_at: datetime
     suppression: DataFrame | None = None  # ops.suppression (hashed keys of erased identifiers), when any
     key: bytes | None = None  # the pseudonymization secret, to hash raw identifiers as silver does
+    resident: dict[str, Lake] = field(default_factory=dict)  # privacy.residency: in-country lakehouse root -> Lake
+
+    def lakes(self) -> list[Lake]:
+        """The home lakehouse and every in-country one (data residency)."""
+        return [self.lake, *self.resident.values()]
 
 
 def _source_field(src: SourceConfig, name: str | None) -> str | None:
@@ -480,7 +495,7 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
         if dropped_bad is not None:
             suppressed = {r["file_path"]: r["count"] for r in dropped_bad.groupBy("file_path").count().collect()}
         if sum(suppressed.values()) < rows_bad or c.file_issues:
-            ctx.lake.append(TB.BRONZE, TB.QUARANTINE_TABLE, quarantine, partition_by=TB.QUARANTINE_PARTITION_BY, txn=txn)
+            _quarantine_lake(ctx, src).append(TB.BRONZE, TB.QUARANTINE_TABLE, quarantine, partition_by=TB.QUARANTINE_PARTITION_BY, txn=txn)
     suppressed_bad = sum(suppressed.values())
     if rows_good:
         kept, dropped = _suppressed_split(ctx, src, _bronze_frame(ctx, src, plan, c, files_df))
@@ -488,7 +503,7 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
             for r in dropped.groupBy("_file_path").count().collect():
                 suppressed[r["_file_path"]] = suppressed.get(r["_file_path"], 0) + r["count"]
         if sum(suppressed.values()) - suppressed_bad < rows_good:
-            ctx.lake.append(TB.BRONZE, src.name, kept, partition_by=ctx.cfg.bronze.partition_by, txn=txn)
+            _append_resident(ctx, src, kept, txn)
     fault_point("bronze.after_data_commit")
     counts = _verify_counts(ctx, src, plan, expected, suppressed)
     final = [
@@ -514,11 +529,40 @@ def _commit_batch(ctx: _RunContext, src: SourceConfig, plan: _Plan, c: _Classifi
     return report
 
 
+def _append_resident(ctx: _RunContext, src: SourceConfig, kept: DataFrame, txn: Txn) -> None:
+    """Append the batch's good rows to bronze; with ``privacy.residency``, each country's rows to its own lakehouse."""
+    if not ctx.resident:
+        ctx.lake.append(TB.BRONZE, src.name, kept, partition_by=ctx.cfg.bronze.partition_by, txn=txn)
+        return
+    from cdp_spark.privacy.residency import residency_split
+    from cdp_spark.standardize import country_code
+
+    iso = "_residency_country"
+    parts = residency_split(kept.withColumn(iso, country_code(F.col("_country"))), iso, ctx.cfg)
+    for root, part in parts.items():
+        lake = ctx.resident.get(root, ctx.lake)
+        if not part.isEmpty():
+            lake.append(TB.BRONZE, src.name, part.drop(iso), partition_by=ctx.cfg.bronze.partition_by, txn=txn)
+            log.info("source %s: rows for %s written to %s", src.name, "the home lakehouse" if lake is ctx.lake else "their in-country lakehouse", root)
+
+
+def _quarantine_lake(ctx: _RunContext, src: SourceConfig) -> Lake:
+    """Where a source's unparseable rows go: a source with a fixed resident country keeps them in-country.
+
+    Rows of a source whose country is a column cannot be placed (the country is in the unparsed text):
+    they stay in the home lakehouse; give in-country data its own source (``country: CH``) to keep them in.
+    """
+    root = ctx.cfg.privacy.residency.get((src.country or "").upper())
+    return ctx.resident.get(root, ctx.lake) if root else ctx.lake
+
+
 def _committed_counts(ctx: _RunContext, layer: str, name: str, predicate: Column, path_col: str) -> dict[str, int]:
-    if not ctx.lake.exists(layer, name):
-        return {}
-    rows = ctx.lake.read(layer, name).where(predicate).groupBy(path_col).count().collect()
-    return {r[path_col]: r["count"] for r in rows}
+    counts: dict[str, int] = {}
+    for lake in ctx.lakes():
+        if lake.exists(layer, name):
+            for r in lake.read(layer, name).where(predicate).groupBy(path_col).count().collect():
+                counts[r[path_col]] = counts.get(r[path_col], 0) + r["count"]
+    return counts
 
 
 def _verify_counts(
