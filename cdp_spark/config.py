@@ -121,7 +121,8 @@ class ProbabilisticConfig(_Model):
     # Each rule lists matching-feature columns (or Spark SQL expressions over them) that must be equal.
     blocking_rules: tuple[tuple[str, ...], ...] = (
         ("country", "dob"),
-        ("country", "postcode", "last_initial"),
+        # both initials: (country, postcode, last_initial) alone made 25M pairs at 1M customers (docs/benchmarks-1m.md)
+        ("country", "postcode", "first_initial", "last_initial"),
         ("name_key", "birth_year"),
     )
     model_dir: str | None = None  # None: <paths.lakehouse>/models/identity_probabilistic; relative: under the lakehouse

@@ -51,7 +51,7 @@ RECORD_COLUMNS = ("source", "record_id", "country", "first_name", "last_name", "
 PAIR_COLUMNS = (*EDGE_COLUMNS, "match_weight", "explanation")
 # The matching features; blocking rules are built from these (docs/matching.md).
 FEATURE_COLUMNS = (
-    "country", "first_key", "last_key", "name_key", "last_initial", "dob", "dob_swapped", "birth_year", "postcode", "postcode_prefix", "city_key",
+    "country", "first_key", "last_key", "name_key", "first_initial", "last_initial", "dob", "dob_swapped", "birth_year", "postcode", "postcode_prefix", "city_key",
 )
 # Bump when features or comparisons change: a model trained on other features refuses to score.
 FEATURES_VERSION = 1
@@ -128,6 +128,7 @@ def _features(records: DataFrame) -> DataFrame:
     return keyed.select(
         "unique_id", "source", "record_id", "updated_at", "country", "first_key", "last_key",
         F.when(F.col("first_key").isNotNull() & F.col("last_key").isNotNull(), full_name).alias("name_key"),
+        F.substring("first_key", 1, 1).alias("first_initial"),
         F.substring("last_key", 1, 1).alias("last_initial"),
         "dob", "dob_swapped", "birth_year", "postcode",
         postcode_prefix(F.col("postcode"), F.col("country")).alias("postcode_prefix"),
