@@ -743,8 +743,9 @@ def run_silver(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: da
     if plan.mode == "full":
         built = build_full(spark, cfg, bronze, key=key)
     else:
-        fx_sources = [s.name for s in cfg.sources if s.kind == "fx" and s.name in versions]
-        fx_all = _fx(spark, _by_kind(cfg, {n: lake.read("bronze", n, version=versions[n]) for n in fx_sources}))
+        fx_sources = [s.name for s in cfg.sources if s.kind == "fx" and s.name in plan.versions]
+        # the batch's own versions: a replayed batch reads what its first attempt read
+        fx_all = _fx(spark, _by_kind(cfg, {n: lake.read("bronze", n, version=plan.versions[n]) for n in fx_sources}))
         built = build_increment(spark, cfg, lake, bronze, fx_all=fx_all, fx_changed=any(n in bronze for n in fx_sources), key=key)
     # Quality gate: every table is validated before any is written (all-or-nothing for critical failures).
     tables, quality = validate_tables(spark, cfg, lake, built.tables, run_id=run_id)
