@@ -451,12 +451,6 @@ class SilverBuild:
     dropped: dict[str, int]
 
 
-def build_silver(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFrame], *, key: bytes) -> tuple[dict[str, DataFrame], dict[str, int]]:
-    """Pure construction of every silver table from whole bronze tables (no writes)."""
-    built = build_full(spark, cfg, bronze, key=key)
-    return built.tables, built.dropped
-
-
 def build_full(spark: SparkSession, cfg: CdpConfig, bronze: dict[str, DataFrame], *, key: bytes) -> SilverBuild:
     """Every silver table from whole bronze tables, plus the event index (which events were seen)."""
     by_kind = _by_kind(cfg, bronze)
