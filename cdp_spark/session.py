@@ -53,6 +53,13 @@ def configure_builder(builder: SparkSession.Builder, spark_cfg: SparkConfig, che
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
             .config("spark.default.parallelism", str(spark_cfg.shuffle_partitions))
+            # A local run keeps its shuffle files, caches and local checkpoints on one disk: compress
+            # serialized blocks (checkpoints and caches spilled to disk), and let the context cleaner
+            # delete the shuffle files of finished plans every few minutes instead of every 30
+            # (it runs when the driver's garbage collector has dropped them, which a large heap
+            # may not do for a long time).
+            .config("spark.rdd.compress", "true")
+            .config("spark.cleaner.periodicGC.interval", "5min")
         )
     for key, value in _COMMON_CONF.items():
         builder = builder.config(key, value)

@@ -169,6 +169,28 @@ def test_hash_collision_is_detected_and_results_stay_exact(spark, monkeypatch):
     assertDataFrameEqual(result, expected)
 
 
+def _persisted(spark) -> set[int]:
+    return {int(i) for i in spark.sparkContext._jsc.getPersistentRDDs().keySet()}
+
+
+@pytest.mark.parametrize("kind", ["rounds on Spark", "hash collision restart"])
+def test_only_the_result_stays_persisted(spark, monkeypatch, kind):
+    """Every round's checkpoint is dropped once the maps are composed: only the result holds blocks."""
+    if kind == "hash collision restart":
+        monkeypatch.setattr(_cc_native, "_string_key", lambda ids: F.xxhash64(F.substring(ids, 1, 1)))
+        edges = spark.createDataFrame([(f"a{i}", f"a{i + 1}") for i in range(40)] + [("b1", "b2")], "src string, dst string")
+    else:
+        edges = spark.createDataFrame([(i, i + 1) for i in range(200)], "src long, dst long")
+    before = _persisted(spark)
+    result, stats = connected_components_with_stats(edges, engine="native", local_finish_rows=0)
+    held = _persisted(spark) - before
+    assert stats.rounds > 2
+    assert len(held) == 1
+    assert result.select("component").distinct().count() == (2 if kind == "hash collision restart" else 1)
+    for rdd_id in held:
+        spark.sparkContext._jsc.getPersistentRDDs().get(rdd_id).unpersist(False)
+
+
 def test_empty_edge_list_gives_empty_result_with_schema(spark):
     result = connected_components(spark.createDataFrame([], "src long, dst long"), engine="native")
     assertDataFrameEqual(result, spark.createDataFrame([], "node long, component long"))

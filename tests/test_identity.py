@@ -58,6 +58,21 @@ def test_family_tablet_over_the_device_cap_is_blocklisted(spark):
     assert blocked.select("node", "customers").collect()[0].asDict() == {"node": "device_id:tablet", "customers": 3}
 
 
+def test_blocklist_counts_distinct_customers_and_records_of_a_shared_identifier(spark):
+    rows = [
+        ("crm", "r1", "customer_id", "c1"), ("crm", "r1", "phone", "p"),
+        ("orders", "o1", "customer_id", "c1"), ("orders", "o1", "phone", "p"),  # c1 again: one customer, two records
+        ("orders", "o2", "customer_id", "c2"), ("orders", "o2", "phone", "p"),
+        ("tickets", "t1", "phone", "p"),  # a record without an account
+        ("tickets", "t2", "phone", "q"),
+    ]
+    blocked = blocklist(ids(spark, rows), IdentityConfig(per_type_caps={"phone": 1}))
+    assertDataFrameEqual(
+        blocked,
+        spark.createDataFrame([("phone:p", "phone", "shared by 2 customers on 4 records", 2, 4)], "node string, id_type string, reason string, customers long, records long"),
+    )
+
+
 def test_record_with_only_blocklisted_identifiers_keeps_its_own_node(spark):
     rows = [("mkt", f"m{i}", "email", "test@test.com") for i in range(3)] + [("crm", f"r{i}", "customer_id", f"c{i}") for i in range(3)]
     rows += [("crm", f"r{i}", "email", "test@test.com") for i in range(3)]

@@ -18,7 +18,7 @@ import logging
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp_spark.identity._cc_native import break_lineage, default_max_rounds
+from cdp_spark.identity._cc_native import break_lineage, default_max_rounds, release_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def run_graphframes(pairs: DataFrame, *, max_rounds: int | None, checkpoint: str
             F.col("id").alias("node"), F.min("id").over(Window.partitionBy("component")).alias("component")
         )
         result = break_lineage(result, checkpoint)
+        release_checkpoint(vertices)
+        release_checkpoint(edges)
     finally:
         spark.conf.set(_AQE, previous_aqe)
     log.info("connected components engine=graphframes done (AQE restored to %s)", previous_aqe)

@@ -88,6 +88,21 @@ def break_lineage(df: DataFrame, checkpoint: str) -> DataFrame:
     return df.checkpoint(eager=True)
 
 
+def release_checkpoint(df: DataFrame) -> None:
+    """Drop the blocks of a local checkpoint made by :func:`break_lineage` once nothing reads it.
+
+    Without this, the blocks stay (memory and local disk) until the driver garbage-collects the
+    DataFrame, which a long stage with a large heap may not do before the disk is full. A frame
+    that is not a checkpoint, or a session without a JVM gateway (Spark Connect), is left alone.
+    """
+    jdf = getattr(df, "_jdf", None)
+    if jdf is None:
+        return
+    plan = jdf.queryExecution().analyzed()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+
+
 def _feistel_step(half: Column, multiplier: int) -> Column:
     # half < 2**32 and multiplier < 2**31: the product stays below 2**63 (no ANSI overflow).
     return (half * F.lit(multiplier)).bitwiseAND(F.lit(_LOW32)).bitwiseXOR(F.shiftrightunsigned(half, 15))
@@ -195,8 +210,8 @@ def _keyed_first_round(pairs: DataFrame, keys: str) -> DataFrame:
     )
 
 
-def _dense_pairs(pairs: DataFrame, checkpoint: str) -> DataFrame:
-    """Id pairs with collision-free long keys ``(a, b, ka, kb)``.
+def _dense_pairs(pairs: DataFrame, checkpoint: str, held: list[DataFrame]) -> DataFrame:
+    """Id pairs with collision-free long keys ``(a, b, ka, kb)``; the key table is appended to ``held``.
 
     monotonically_increasing_id() runs on a checkpointed (fixed-partition) frame and is
     materialized at once: on a frame AQE could re-partition, it can hand out duplicate ids
@@ -204,6 +219,8 @@ def _dense_pairs(pairs: DataFrame, checkpoint: str) -> DataFrame:
     """
     ids = break_lineage(pairs.select(F.col("a").alias("id")).union(pairs.select("b")).distinct(), checkpoint)
     keyed = break_lineage(ids.withColumn("key", _permute(F.monotonically_increasing_id())), checkpoint)
+    release_checkpoint(ids)
+    held.append(keyed)
     return (
         pairs.join(keyed.select(F.col("id").alias("a"), F.col("key").alias("ka")), "a")
         .join(keyed.select(F.col("id").alias("b"), F.col("key").alias("kb")), "b")
@@ -268,7 +285,10 @@ def run_native(
     parts = max(int(spark.conf.get("spark.sql.shuffle.partitions")), 1)
     min_parts = max(spark.sparkContext.defaultParallelism, 1)
 
+    # Every round's output stays until the maps are composed, then its blocks are dropped at once.
+    held: list[DataFrame] = []
     out, figures = _materialize_round(_contract(_keyed_first_round(pairs, keys), parts, with_ids), checkpoint)
+    held.append(out)
     collisions = figures["collisions"]
     if collisions:
         log.warning(
@@ -277,8 +297,11 @@ def run_native(
             collisions,
         )
         keys = "dense"
-        dense = _keyed_first_round(_dense_pairs(pairs, checkpoint), keys)
+        release_checkpoint(out)
+        held.clear()
+        dense = _keyed_first_round(_dense_pairs(pairs, checkpoint, held), keys)
         out, figures = _materialize_round(_contract(dense, parts, with_ids), checkpoint)
+        held.append(out)
     nodes = figures["nodes"]
     log.info("connected components round=%d changed=%d edges=%d", 1, figures["changed"], figures["edge_rows"] // 2)
 
@@ -297,6 +320,7 @@ def run_native(
             break
         parts = min(parts, max(min_parts, math.ceil(figures["edge_rows"] / _ROWS_PER_PARTITION)))
         out, figures = _materialize_round(_contract(rows, parts, with_ids=False), checkpoint)
+        held.append(out)
         log.info("connected components round=%d changed=%d edges=%d", round_no, figures["changed"], figures["edge_rows"] // 2)
         maps.append((out.filter(F.col("kind") == _MAP), figures["nodes"]))
 
@@ -306,4 +330,6 @@ def run_native(
         node_id.alias("node"), F.min(node_id).over(Window.partitionBy("comp")).alias("component")
     )
     result = break_lineage(result, checkpoint)
+    for frame in held:
+        release_checkpoint(frame)
     return NativeRun(components=result, rounds=round_no, nodes=nodes, keys=keys, hash_collisions=collisions)

@@ -73,13 +73,16 @@ def blocklist(identifiers: DataFrame, cfg: IdentityConfig, junk_keys: DataFrame 
     _require(identifiers, IDENTIFIER_COLUMNS, "silver.identifiers")
     ids = identifiers.select("source", "record_id", "id_type", node_col().alias("node"))
     customers = ids.where(F.col("id_type") == "customer_id").select("source", "record_id", F.col("node").alias("customer_node"))
+    # silver.identifiers holds one row per record x identifier type, so a record holds a node once
+    # and has at most one customer node: counting rows per (node, customer node), then customer
+    # nodes and rows per node, gives distinct customers and records without countDistinct (whose
+    # Expand would shuffle every row once per distinct aggregate).
     stats = (
         ids.join(customers, ["source", "record_id"], "left")
+        .groupBy("node", "id_type", "customer_node")
+        .agg(F.count(F.lit(1)).alias("rows"))
         .groupBy("node", "id_type")
-        .agg(
-            F.countDistinct("customer_node").alias("customers"),
-            F.countDistinct("source", "record_id").alias("records"),
-        )
+        .agg(F.count("customer_node").alias("customers"), F.sum("rows").alias("records"))
     )
     caps = cfg.per_type_caps
     cap_expr = F.lit(None).cast("int")

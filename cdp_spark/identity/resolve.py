@@ -178,6 +178,7 @@ def _with_probabilistic_edges(spark: SparkSession, cfg: CdpConfig, lake, edges: 
 
 
 def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date | None = None) -> IdentityReport:
+    from cdp_spark.identity._cc_native import release_checkpoint
     from cdp_spark.identity.components import connected_components
     from cdp_spark.privacy.pseudonymize import load_secret
 
@@ -188,30 +189,42 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     as_of = datetime.combine(run_date, datetime.min.time()) if run_date else now
 
-    blocked = blocklist(identifiers, cfg.identity, _junk_nodes(spark, cfg, key)).cache()
+    # Checkpoints, not caches: a cached frame keeps its plan, and with it every shuffle file that
+    # built it, on the local disk until the stage ends; a checkpoint lets the cleaner delete them.
+    blocked = blocklist(identifiers, cfg.identity, _junk_nodes(spark, cfg, key)).localCheckpoint()
     link_types = {tuple(r.types): r.confidence for r in cfg.identity.link_rules} or None
     edges = build_edges(identifiers, blocked, link_types)
-    edges = _with_probabilistic_edges(spark, cfg, lake, edges, identifiers, blocked).cache()
+    edges = _with_probabilistic_edges(spark, cfg, lake, edges, identifiers, blocked).localCheckpoint()
+    cc_results: list[DataFrame] = []
+
     def cc(e: DataFrame) -> DataFrame:
-        return connected_components(
+        result = connected_components(
             e, engine=cfg.engines.components, max_rounds=cfg.identity.max_rounds, local_finish_rows=cfg.identity.cc_local_finish_rows
         )
+        cc_results.append(result)
+        return result
 
     comps, suspects = prune_weak_links(edges, cc(edges.select("src", "dst")), cc)
     comps = comps.localCheckpoint()
     pruned_components = suspects.count()
-    rc = record_components(identifiers, blocked, comps)
-    expired = _expired_anonymous(identifiers, rc, cutoff=as_of - timedelta(days=cfg.identity.anonymous_ttl_days))
-    rc = rc.join(expired, "component", "left_anti").cache()
+    # Both component runs live on in ``comps``; their checkpoints would hold the local disk until the stage ends.
+    for result in cc_results:
+        release_checkpoint(result)
+    # Each frame below is read by several writes and counts: computed once (a checkpoint), not once per action.
+    all_rc = record_components(identifiers, blocked, comps).localCheckpoint()
+    expired = _expired_anonymous(identifiers, all_rc, cutoff=as_of - timedelta(days=cfg.identity.anonymous_ttl_days)).localCheckpoint()
+    identifiers.unpersist()  # read for the last time above
+    rc = all_rc.join(expired, "component", "left_anti")
     comps = comps.join(expired, "component", "left_anti")
 
     previous = lake.read("gold", "identity_nodes").select("node", "customer_uid") if lake.exists("gold", "identity_nodes") else None
     registry = lake.read("gold", "customer_id_registry") if lake.exists("gold", "customer_id_registry") else None
     registry_version = lake.version("gold", "customer_id_registry") if registry is not None else -1
     assignment, merges, splits = assign_customer_uids(comps, previous, registry, mint_salt=f"v{registry_version}")
-    assignment = assignment.localCheckpoint()
+    assignment, merges, splits = assignment.localCheckpoint(), merges.localCheckpoint(), splits.localCheckpoint()
 
-    identity_map = rc.join(assignment, "component").select("source", "record_id", "customer_uid")
+    identity_map = rc.join(assignment, "component").select("source", "record_id", "customer_uid").localCheckpoint()
+    release_checkpoint(all_rc)
     identity_nodes = comps.join(assignment, "component").select("node", "customer_uid", "component")
     new_registry = updated_registry(registry, assignment, merges, run_id=run_id, now=now).localCheckpoint()
     edges_out = edges.join(comps.select(F.col("node").alias("src"), "component"), "src").join(
