@@ -299,6 +299,37 @@ def test_forget_removes_a_customer_from_every_table_file_and_undelivered_export(
     assert _rows_holding([json.dumps(r.asDict(), default=str) for r in kept_optin.collect()], ana) == []
 
 
+def test_forget_by_an_address_that_only_an_earlier_version_of_a_record_carried(spark, lakehouse):
+    """silver.identifiers keys a person record's latest version; an address corrected since lives on
+    in bronze and in silver.customer_record_history, and erasing it erases the record's customer."""
+    cfg, base, key = lakehouse
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    typo = "bora.yilmz@mail.com.tr"  # Bora's address until the CRM corrected it on 2025-11-02
+    earlier = ("CRM-B2", typo, "0532 123 45 67", "TR", "Bora", "Yilmaz", "2025-06-01T10:00:00")
+    lake.append("bronze", "crm", spark.createDataFrame(_meta([earlier], "crm", 0, 3), _bronze_frames(spark)["crm"].schema))
+    versions = [
+        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), "analopez@gmail.com"),
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"]),
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 6, 1, 10), typo),
+    ]
+    lake.overwrite("silver", "customer_record_history", spark.createDataFrame(
+        versions, "source string, record_id string, country string, first_name string, last_name string, updated_at timestamp, email_norm string"))
+    bora = _markers(key, {**BORA_IDS, "email": typo}, {"cu_bora", "yilmaz", "yilmz", hkey(key, "email", BORA_IDS["email"])})
+
+    report = forget(spark, cfg, [f"email:{typo}"], run_id="erase-typo")
+
+    assert (report.subjects, report.customers, report.records) == (1, 1, 4)  # CRM-B2, WEB-B3, ORD-B2, CON-B2
+    for layer in ("bronze", "silver", "gold"):
+        for name in lake.tables(layer):
+            assert _rows_holding(_table_texts(spark, lake, layer, name), bora) == [], f"{layer}.{name}"
+    assert _rows_holding(_parquet_texts(base / "lake"), bora) == []
+    assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1"]
+    assert _sorted_keys(lake, "silver", "customer_record_history", "record_id") == ["CRM-A1"]
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_zed"]
+    suppressed = {(r.id_type, r.id_key) for r in lake.read("ops", "suppression").collect()}
+    assert suppressed == {(t, hkey(key, t, v)) for t, v in {**BORA_IDS, "email": typo}.items()} | {("email", hkey(key, "email", BORA_IDS["email"]))}
+
+
 def test_apply_suppression_standardizes_raw_values_like_silver(spark):
     key = b"k" * 32
     suppressed = spark.createDataFrame([(hkey(key, "email", "analopez@gmail.com"),), (hkey(key, "phone", "+905321234567"),)], "id_key string")
