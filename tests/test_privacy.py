@@ -330,6 +330,24 @@ def test_forget_by_an_address_that_only_an_earlier_version_of_a_record_carried(s
     assert suppressed == {(t, hkey(key, t, v)) for t, v in {**BORA_IDS, "email": typo}.items()} | {("email", hkey(key, "email", BORA_IDS["email"]))}
 
 
+def test_a_blocklisted_address_in_an_earlier_version_erases_no_customer(spark, lakehouse):
+    cfg, _, key = lakehouse
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    shared = "info@yilmaz-market.com.tr"  # the shop's address, on many customers' records
+    lake.overwrite("silver", "customer_record_history", spark.createDataFrame(
+        [("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"]), ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 6, 1, 10), shared)],
+        "source string, record_id string, country string, first_name string, last_name string, updated_at timestamp, email_norm string"))
+    lake.overwrite("gold", "identity_blocklist", spark.createDataFrame(
+        [(f"email:{hkey(key, 'email', shared)}", "email", "shared by 40 customers on 40 records", 40, 40)],
+        "node string, id_type string, reason string, customers long, records long"))
+
+    report = forget(spark, cfg, [f"email:{shared}"], run_id="erase-shared")
+
+    assert (report.customers, report.records) == (0, 0)
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_bora", "cu_zed"]
+    assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1", "CRM-B2"]
+
+
 def test_apply_suppression_standardizes_raw_values_like_silver(spark):
     key = b"k" * 32
     suppressed = spark.createDataFrame([(hkey(key, "email", "analopez@gmail.com"),), (hkey(key, "phone", "+905321234567"),)], "id_key string")

@@ -103,14 +103,19 @@ def _resolve(subj: DataFrame, lake: Lake, key: bytes) -> tuple[DataFrame, DataFr
     """``(n, customer_uid)`` and ``(n, source, record_id)`` linked to each subject.
 
     A person record that carried the subject's identifier in any version counts as the subject's
-    record, as if it had been named: it and the customer it resolved to are erased.
+    record, as if it had been named: it and the customer it resolved to are erased (unless the
+    identifier is in ``gold.identity_blocklist``).
     """
     nodes, imap, idents = _table(lake, "gold", "identity_nodes"), _table(lake, "gold", "identity_map"), _table(lake, "silver", "identifiers")
     ids = subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key")
     recs = subj.where(F.col("kind") == RECORD).select("n", "source", "record_id")
     history = _history_identifiers(lake, key)
     if history is not None:
-        recs = recs.unionByName(history.join(F.broadcast(ids), ["id_type", "id_key"]).select("n", "source", "record_id"))
+        followed = ids
+        blocked = _table(lake, "gold", "identity_blocklist")
+        if blocked is not None:  # a shared or junk address in an old version links nobody, as in the graph
+            followed = ids.join(blocked.select("node"), F.concat(F.col("id_type"), F.lit(":"), F.col("id_key")) == F.col("node"), "left_anti")
+        recs = recs.unionByName(history.join(F.broadcast(followed), ["id_type", "id_key"]).select("n", "source", "record_id"))
     uid_links = [subj.where(F.col("kind") == CUSTOMER).select("n", "customer_uid")]
     if nodes is not None:
         node = F.concat(F.col("id_type"), F.lit(":"), F.col("id_key"))
