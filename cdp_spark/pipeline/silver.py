@@ -36,6 +36,17 @@ ANONYMOUS_TYPES = ("cookie_id", "device_id")
 RECORD_ID_TYPE = "record"  # the identifier of a record that carries no other
 # identifier type -> source column holding it (after the source's column mapping)
 IDENTIFIER_COLUMNS = ("customer_id", "email", "phone", "loyalty_id", "device_id", "cookie_id", "legacy_id", "national_id")
+# identifier type -> standardized column of a silver row holding its value (what identifier_rows keys)
+IDENTIFIER_VALUE_COLUMNS = {
+    "customer_id": "customer_id",
+    "email": "email_norm",
+    "phone": "phone_e164",
+    "loyalty_id": "loyalty_id",
+    "device_id": "device_id",
+    "cookie_id": "cookie_id",
+    "legacy_id": "legacy_id",
+    "national_id": "national_id",
+}
 EVENT_KINDS = ("web_event", "app_event", "marketing", "support")
 ORDER_KINDS = ("order", "pos")
 PERSON_KINDS = ("customer", "person")
@@ -219,17 +230,7 @@ def identifier_rows(df: DataFrame, *, key: bytes, ts_col: str = "event_ts") -> D
     """
     from cdp_spark.privacy.pseudonymize import keyed_hash
 
-    value_cols = {
-        "customer_id": "customer_id",
-        "email": "email_norm",
-        "phone": "phone_e164",
-        "loyalty_id": "loyalty_id",
-        "device_id": "device_id",
-        "cookie_id": "cookie_id",
-        "legacy_id": "legacy_id",
-        "national_id": "national_id",
-    }
-    present = [(t, c) for t, c in value_cols.items() if c in df.columns]
+    present = [(t, c) for t, c in IDENTIFIER_VALUE_COLUMNS.items() if c in df.columns]
     if not present:
         raise ValueError("no identifier columns present")
     pairs = F.array(*[F.struct(F.lit(t).alias("id_type"), F.col(c).cast("string").alias("value")) for t, c in present])

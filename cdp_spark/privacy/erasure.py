@@ -29,7 +29,8 @@ from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
 from cdp_spark.privacy import _exports
 from cdp_spark.privacy._delete import KeySet, Predicates, any_of, delete_where, key_set
-from cdp_spark.privacy._identifiers import ID_TYPES, id_key
+from cdp_spark.pipeline.silver import IDENTIFIER_VALUE_COLUMNS, RECORD_ID_TYPE, identifier_rows
+from cdp_spark.privacy._identifiers import ID_TYPES
 from cdp_spark.privacy.pseudonymize import load_secret
 from cdp_spark.privacy.subjects import CUSTOMER, IDENTIFIER, RECORD, parse_subject, subject_frame
 from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA
@@ -38,15 +39,6 @@ log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
 CONSENT_SUBJECT_TYPES = ("customer_id", "email")  # silver.consents subject types
-# Identifier columns of silver.customer_record_history, by type (as cdp_spark.pipeline.silver.identifier_rows keys them).
-HISTORY_ID_COLUMNS = {
-    "customer_id": "customer_id",
-    "email": "email_norm",
-    "phone": "phone_e164",
-    "loyalty_id": "loyalty_id",
-    "legacy_id": "legacy_id",
-    "national_id": "national_id",
-}
 MIN_NEEDLE = 6  # shortest raw value matched inside quarantined text (shorter ones match too much)
 ERASURE_LOG_SCHEMA = T.StructType(
     [
@@ -88,34 +80,37 @@ def _table(lake: Lake, layer: str, name: str) -> DataFrame | None:
 
 def _history_identifiers(lake: Lake, key: bytes) -> DataFrame | None:
     """``source, record_id, id_type, id_key`` of every version in ``silver.customer_record_history``,
-    keyed as silver keys identifiers. ``silver.identifiers`` holds a person record's latest version
-    only; an address the record carried before (a typo since corrected, an old e-mail) is found here."""
+    keyed by silver's own :func:`identifier_rows`. ``silver.identifiers`` holds a person record's
+    latest version only; an address the record carried before (a typo since corrected, an old
+    e-mail) is found here."""
     history = _table(lake, "silver", "customer_record_history")
-    present = [(t, c) for t, c in HISTORY_ID_COLUMNS.items() if history is not None and c in history.columns]
-    if not present:
+    if history is None or not set(IDENTIFIER_VALUE_COLUMNS.values()) & set(history.columns):
         return None
-    values = F.array(*[F.struct(F.lit(t).alias("id_type"), F.col(c).cast("string").alias("value")) for t, c in present])
-    rows = history.select("source", "record_id", F.explode(values).alias("p")).where(F.col("p.value").isNotNull() & (F.trim("p.value") != ""))
-    return rows.select("source", "record_id", F.col("p.id_type").alias("id_type"), id_key(F.col("p.id_type"), F.col("p.value"), key).alias("id_key"))
+    rows = identifier_rows(history, key=key, ts_col="updated_at")
+    return rows.where(F.col("id_type") != RECORD_ID_TYPE).select("source", "record_id", "id_type", "id_key")
 
 
-def _resolve(subj: DataFrame, lake: Lake, key: bytes) -> tuple[DataFrame, DataFrame]:
+def _unblocked(keys: DataFrame, lake: Lake) -> DataFrame:
+    """``keys`` (``id_type, id_key``...) minus the identifiers of ``gold.identity_blocklist``: shared or
+    junk values never identify one person."""
+    blocked = _table(lake, "gold", "identity_blocklist")
+    if blocked is None:
+        return keys
+    return keys.join(blocked.select("node"), F.concat(F.col("id_type"), F.lit(":"), F.col("id_key")) == F.col("node"), "left_anti")
+
+
+def _resolve(subj: DataFrame, lake: Lake, history: DataFrame | None) -> tuple[DataFrame, DataFrame]:
     """``(n, customer_uid)`` and ``(n, source, record_id)`` linked to each subject.
 
-    A person record that carried the subject's identifier in any version counts as the subject's
-    record, as if it had been named: it and the customer it resolved to are erased (unless the
-    identifier is in ``gold.identity_blocklist``).
+    A person record that carried the subject's identifier in any version (``history``, from
+    :func:`_history_identifiers`) counts as the subject's record, as if it had been named: it and the
+    customer it resolved to are erased, unless the identifier is blocklisted (as in the graph).
     """
     nodes, imap, idents = _table(lake, "gold", "identity_nodes"), _table(lake, "gold", "identity_map"), _table(lake, "silver", "identifiers")
     ids = subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key")
     recs = subj.where(F.col("kind") == RECORD).select("n", "source", "record_id")
-    history = _history_identifiers(lake, key)
     if history is not None:
-        followed = ids
-        blocked = _table(lake, "gold", "identity_blocklist")
-        if blocked is not None:  # a shared or junk address in an old version links nobody, as in the graph
-            followed = ids.join(blocked.select("node"), F.concat(F.col("id_type"), F.lit(":"), F.col("id_key")) == F.col("node"), "left_anti")
-        recs = recs.unionByName(history.join(F.broadcast(followed), ["id_type", "id_key"]).select("n", "source", "record_id"))
+        recs = recs.unionByName(history.join(F.broadcast(_unblocked(ids, lake)), ["id_type", "id_key"]).select("n", "source", "record_id"))
     uid_links = [subj.where(F.col("kind") == CUSTOMER).select("n", "customer_uid")]
     if nodes is not None:
         node = F.concat(F.col("id_type"), F.lit(":"), F.col("id_key"))
@@ -131,18 +126,14 @@ def _resolve(subj: DataFrame, lake: Lake, key: bytes) -> tuple[DataFrame, DataFr
     return uids, _union(rec_links).distinct().localCheckpoint()
 
 
-def _identifier_keys(subj: DataFrame, records: DataFrame, lake: Lake, key: bytes) -> DataFrame:
+def _identifier_keys(subj: DataFrame, records: DataFrame, lake: Lake, history: DataFrame | None) -> DataFrame:
     """``n, id_type, id_key``: every identifier of the subjects and of their records (in any version of
-    a person record), minus blocklisted (shared or junk) ones, which never identify one person."""
+    a person record), minus blocklisted ones."""
     keys = [subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key")]
-    for table in (_table(lake, "silver", "identifiers"), _history_identifiers(lake, key)):
+    for table in (_table(lake, "silver", "identifiers"), history):
         if table is not None:
             keys.append(table.join(records, ["source", "record_id"]).select("n", "id_type", "id_key"))
-    rows = _union(keys).distinct()
-    blocked = _table(lake, "gold", "identity_blocklist")
-    if blocked is not None:
-        rows = rows.join(blocked.select("node"), F.concat(F.col("id_type"), F.lit(":"), F.col("id_key")) == F.col("node"), "left_anti")
-    return rows.localCheckpoint()
+    return _unblocked(_union(keys).distinct(), lake).localCheckpoint()
 
 
 def _with_unresolved(records: DataFrame, keys: DataFrame, lake: Lake) -> DataFrame:
@@ -202,8 +193,10 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
     bound = cfg.privacy.erasure_in_list_max
     subj = subject_frame(spark, parsed, key=key, gmail_rule=cfg.silver.gmail_normalization)
 
-    subject_uids, subject_records = _resolve(subj, lake, key)
-    id_keys = _identifier_keys(subj, subject_records, lake, key)
+    # Lazy, scanned by both steps below: re-reading the versions is cheaper than materializing their keys.
+    history = _history_identifiers(lake, key)
+    subject_uids, subject_records = _resolve(subj, lake, history)
+    id_keys = _identifier_keys(subj, subject_records, lake, history)
     subject_records = _with_unresolved(subject_records, id_keys, lake)
     uids = key_set(subject_uids.select("customer_uid"), bound=bound)
     records = key_set(subject_records.select("source", "record_id"), bound=bound)
