@@ -15,54 +15,213 @@ from cdp_spark.profiles.profile import effective_rules
 
 D = datetime
 
+PROV = "struct<source:string, record_id:string, observed_at:timestamp>"
+
+
+def _schema(attribute: str, dtype: str) -> str:
+    return f"customer_uid string, source string, record_id string, observed_at timestamp, {attribute} {dtype}"
+
+
+CANDIDATE_SCHEMA = _schema("city", "string")
+OUT_SCHEMA = f"customer_uid string, city string, city_provenance {PROV}"
+
+# Every scalar rule has its own winner for u1, in value and in provenance (see the comments).
 CANDIDATES = [
-    ("u1", "crm", "r1", D(2024, 1, 1), "Berlin"),
-    ("u1", "web", "r2", D(2024, 3, 1), "Munich"),
-    ("u1", "crm", "r3", D(2024, 2, 1), "Berlin"),
-    ("u1", "pos", "r4", D(2024, 4, 1), None),  # latest observation says nothing: never wins
-    ("u2", "crm", "r5", D(2024, 1, 1), None),
+    ("u1", "crm", "r1", D(2024, 1, 1), "Cologne"),  # first_non_null: the earliest value
+    ("u1", "crm", "r11", D(2024, 1, 20), "Cologne"),
+    ("u1", "pos", "r3", D(2024, 2, 1), "Bonn"),
+    ("u1", "erp", "r8", D(2024, 2, 15), "Dortmund"),  # source_priority (erp, crm): erp's only value
+    ("u1", "pos", "r4", D(2024, 3, 1), "Bonn"),
+    ("u1", "legacy", "r7", D(2024, 3, 15), "Aachen"),  # min
+    ("u1", "pos", "r5", D(2024, 4, 1), "Bonn"),  # most_frequent: Bonn three times, the latest Bonn
+    ("u1", "app", "r6", D(2024, 5, 1), "Zwickau"),  # max
+    ("u1", "web", "r2", D(2024, 6, 1), "Essen"),  # most_recent: the latest value
+    ("u1", "mail", "r9", D(2024, 7, 1), None),  # latest observation says nothing: never wins
+    ("u2", "crm", "r10", D(2024, 1, 1), None),  # no value at all: NULL, NULL
 ]
-CANDIDATE_SCHEMA = "customer_uid string, source string, record_id string, observed_at timestamp, city string"
-OUT_SCHEMA = "customer_uid string, city string, city_provenance struct<source:string, record_id:string, observed_at:timestamp>"
+RULE_WINNERS = [
+    ("most_recent", (), ("Essen", "web", "r2", D(2024, 6, 1))),
+    ("first_non_null", (), ("Cologne", "crm", "r1", D(2024, 1, 1))),
+    ("most_frequent", (), ("Bonn", "pos", "r5", D(2024, 4, 1))),
+    ("source_priority", ("erp", "crm"), ("Dortmund", "erp", "r8", D(2024, 2, 15))),
+    ("max", (), ("Zwickau", "app", "r6", D(2024, 5, 1))),
+    ("min", (), ("Aachen", "legacy", "r7", D(2024, 3, 15))),
+]
 
 
-@pytest.mark.parametrize(
-    ("rule", "priority", "winner"),
-    [
-        ("most_recent", (), ("Munich", "web", "r2", D(2024, 3, 1))),
-        ("first_non_null", (), ("Berlin", "crm", "r1", D(2024, 1, 1))),
-        ("most_frequent", (), ("Berlin", "crm", "r3", D(2024, 2, 1))),  # provenance: latest Berlin
-        ("source_priority", ("pos", "crm", "web"), ("Berlin", "crm", "r3", D(2024, 2, 1))),  # pos has no value
-        ("source_priority", ("web",), ("Munich", "web", "r2", D(2024, 3, 1))),
-        ("max", (), ("Munich", "web", "r2", D(2024, 3, 1))),
-        ("min", (), ("Berlin", "crm", "r3", D(2024, 2, 1))),  # latest of the equal minima
-    ],
-)
+def _survived(spark, rows, schema, rule, priority=(), attribute="city"):
+    frame = spark.createDataFrame(rows, schema)
+    return frame.transform(survive([SurvivorshipRule(attribute=attribute, rule=rule, source_priority=priority)]))
+
+
+def test_the_rule_test_data_gives_every_scalar_rule_its_own_winner():
+    winners = [w for _, _, w in RULE_WINNERS]
+    assert len({value for value, *_ in winners}) == len(winners)
+    assert len({tuple(prov) for _, *prov in winners}) == len(winners)
+
+
+@pytest.mark.parametrize(("rule", "priority", "winner"), RULE_WINNERS, ids=[r for r, _, _ in RULE_WINNERS])
 def test_scalar_survivorship_rule_picks_the_documented_winner_and_its_provenance(spark, rule, priority, winner):
-    candidates = spark.createDataFrame(CANDIDATES, CANDIDATE_SCHEMA)
-    out = candidates.transform(survive([SurvivorshipRule(attribute="city", rule=rule, source_priority=priority)]))
+    out = _survived(spark, CANDIDATES, CANDIDATE_SCHEMA, rule, priority)
     value, source, record_id, ts = winner
     expected = spark.createDataFrame([("u1", value, (source, record_id, ts)), ("u2", None, None)], OUT_SCHEMA)
     assertDataFrameEqual(out, expected)
 
 
-def test_union_rule_keeps_every_distinct_value_with_every_contributing_record(spark):
-    candidates = spark.createDataFrame(CANDIDATES, CANDIDATE_SCHEMA)
-    out = candidates.transform(survive([SurvivorshipRule(attribute="city", rule="union")]))
+@pytest.mark.parametrize(
+    ("priority", "winner"),
+    [
+        (("gone", "crm", "erp"), ("Cologne", "crm", "r11", D(2024, 1, 20))),  # a listed source never seen; the latest within crm
+        (("mail", "erp"), ("Dortmund", "erp", "r8", D(2024, 2, 15))),  # mail has only a NULL: falls through
+        (("gone",), ("Essen", "web", "r2", D(2024, 6, 1))),  # no listed source has a value: unlisted ones, latest first
+    ],
+)
+def test_source_priority_takes_the_first_listed_source_with_a_value_and_ranks_unlisted_sources_last(spark, priority, winner):
+    out = _survived(spark, CANDIDATES, CANDIDATE_SCHEMA, "source_priority", priority)
+    value, source, record_id, ts = winner
+    assertDataFrameEqual(out, spark.createDataFrame([("u1", value, (source, record_id, ts)), ("u2", None, None)], OUT_SCHEMA))
+
+
+def test_union_rule_keeps_every_distinct_value_with_every_contributing_observation(spark):
+    out = _survived(spark, CANDIDATES, CANDIDATE_SCHEMA, "union")
     expected = spark.createDataFrame(
         [
-            ("u1", ["Berlin", "Munich"], [("crm", "r1", D(2024, 1, 1)), ("crm", "r3", D(2024, 2, 1)), ("web", "r2", D(2024, 3, 1))]),
+            (
+                "u1",
+                ["Aachen", "Bonn", "Cologne", "Dortmund", "Essen", "Zwickau"],
+                [
+                    ("app", "r6", D(2024, 5, 1)), ("crm", "r1", D(2024, 1, 1)), ("crm", "r11", D(2024, 1, 20)), ("erp", "r8", D(2024, 2, 15)),
+                    ("legacy", "r7", D(2024, 3, 15)), ("pos", "r3", D(2024, 2, 1)), ("pos", "r4", D(2024, 3, 1)), ("pos", "r5", D(2024, 4, 1)),
+                    ("web", "r2", D(2024, 6, 1)),
+                ],  # sorted by source, record_id; the NULL observations r9 and r10 contribute nothing
+            ),
             ("u2", [], []),
         ],
-        "customer_uid string, city array<string>, city_provenance array<struct<source:string, record_id:string, observed_at:timestamp>>",
+        f"customer_uid string, city array<string>, city_provenance array<{PROV}>",
     )
     assertDataFrameEqual(out, expected)
 
 
-def test_most_frequent_tie_goes_to_the_most_recent_value(spark):
-    rows = [("u1", "crm", "a", D(2024, 1, 1), "Köln"), ("u1", "crm", "b", D(2024, 5, 1), "Bonn")]
-    out = spark.createDataFrame(rows, CANDIDATE_SCHEMA).transform(survive([SurvivorshipRule(attribute="city", rule="most_frequent")]))
-    assertDataFrameEqual(out, spark.createDataFrame([("u1", "Bonn", ("crm", "b", D(2024, 5, 1)))], OUT_SCHEMA))
+def test_union_of_a_list_attribute_is_the_sorted_distinct_elements_of_all_its_lists(spark):
+    rows = [
+        ("u1", "crm", "a", D(2024, 1, 1), ["tennis", "golf"]),
+        ("u1", "web", "b", D(2024, 2, 1), ["yoga", None, "tennis"]),  # NULL elements are dropped
+        ("u1", "app", "c", D(2024, 3, 1), []),  # an empty list contributes nothing
+        ("u1", "pos", "d", D(2024, 4, 1), None),
+        ("u2", "crm", "e", D(2024, 1, 1), None),
+    ]
+    out = _survived(spark, rows, _schema("interests", "array<string>"), "union", attribute="interests")
+    expected = spark.createDataFrame(
+        [("u1", ["golf", "tennis", "yoga"], [("crm", "a", D(2024, 1, 1)), ("web", "b", D(2024, 2, 1))]), ("u2", [], [])],
+        f"customer_uid string, interests array<string>, interests_provenance array<{PROV}>",
+    )
+    assertDataFrameEqual(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("rule", "rows", "winner"),
+    [
+        # same instant: the greatest source wins, then the greatest record id
+        ("most_recent", [("crm", "a", D(2024, 5, 1), "Köln"), ("web", "b", D(2024, 5, 1), "Bonn")], ("Bonn", "web", "b", D(2024, 5, 1))),
+        ("most_recent", [("crm", "b", D(2024, 5, 1), "Bonn"), ("crm", "a", D(2024, 5, 1), "Köln")], ("Bonn", "crm", "b", D(2024, 5, 1))),
+        # equally frequent: the most recent value
+        ("most_frequent", [("crm", "a", D(2024, 1, 1), "Köln"), ("crm", "b", D(2024, 5, 1), "Bonn")], ("Bonn", "crm", "b", D(2024, 5, 1))),
+        # the mirror rule: at the same instant the smallest source wins
+        ("first_non_null", [("web", "b", D(2024, 5, 1), "Bonn"), ("crm", "a", D(2024, 5, 1), "Köln")], ("Köln", "crm", "a", D(2024, 5, 1))),
+        # equal extremes: provenance is the latest observation of the value
+        ("max", [("crm", "a", D(2024, 5, 1), "Köln"), ("web", "b", D(2024, 1, 1), "Köln"), ("pos", "c", D(2024, 9, 1), "Bonn")],
+         ("Köln", "crm", "a", D(2024, 5, 1))),
+        ("min", [("crm", "a", D(2024, 1, 1), "Bonn"), ("web", "b", D(2024, 5, 1), "Bonn"), ("pos", "c", D(2024, 9, 1), "Köln")],
+         ("Bonn", "web", "b", D(2024, 5, 1))),
+        # within the chosen source: the latest
+        ("source_priority", [("crm", "a", D(2024, 5, 1), "Köln"), ("crm", "b", D(2024, 1, 1), "Bonn"), ("web", "c", D(2024, 9, 1), "Essen")],
+         ("Köln", "crm", "a", D(2024, 5, 1))),
+    ],
+)
+def test_ties_break_on_the_latest_observation_then_source_then_record_id(spark, rule, rows, winner):
+    priority = ("crm",) if rule == "source_priority" else ()
+    out = _survived(spark, [("u1", *r) for r in rows], CANDIDATE_SCHEMA, rule, priority)
+    value, source, record_id, ts = winner
+    assertDataFrameEqual(out, spark.createDataFrame([("u1", value, (source, record_id, ts))], OUT_SCHEMA))
+
+
+UNDATED = [
+    ("u1", "crm", "a1", None, "Berlin"),  # the same value as a dated observation
+    ("u1", "web", "b1", D(2024, 3, 1), "Berlin"),
+    ("u2", "crm", "c2", None, "Hamburg"),  # only undated observations
+    ("u3", "crm", "a3", None, "Aachen"),  # an undated smaller value
+    ("u3", "web", "b3", D(2024, 3, 1), "Bonn"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "u1", "u3"),
+    [
+        # an undated observation is never "first": the earliest dated one wins
+        ("first_non_null", ("Berlin", "web", "b1", D(2024, 3, 1)), ("Bonn", "web", "b3", D(2024, 3, 1))),
+        ("most_recent", ("Berlin", "web", "b1", D(2024, 3, 1)), ("Bonn", "web", "b3", D(2024, 3, 1))),
+        # the value decides; among equal values the dated observation is the provenance
+        ("min", ("Berlin", "web", "b1", D(2024, 3, 1)), ("Aachen", "crm", "a3", None)),
+        ("max", ("Berlin", "web", "b1", D(2024, 3, 1)), ("Bonn", "web", "b3", D(2024, 3, 1))),
+        ("most_frequent", ("Berlin", "web", "b1", D(2024, 3, 1)), ("Bonn", "web", "b3", D(2024, 3, 1))),
+    ],
+)
+def test_an_observation_without_observed_at_wins_only_when_no_dated_one_ranks_higher(spark, rule, u1, u3):
+    out = _survived(spark, UNDATED, CANDIDATE_SCHEMA, rule)
+    expected = [(uid, value, (source, record_id, ts)) for uid, (value, source, record_id, ts) in (("u1", u1), ("u3", u3))]
+    assertDataFrameEqual(out, spark.createDataFrame([*expected, ("u2", "Hamburg", ("crm", "c2", None))], OUT_SCHEMA))
+
+
+NUMBERS = [
+    ("u1", "crm", "n1", D(2024, 1, 1), 9),
+    ("u1", "crm", "n2", D(2024, 2, 1), 10),
+    ("u1", "web", "n3", D(2024, 3, 1), 100),
+    ("u1", "web", "n4", D(2024, 4, 1), 9),
+    ("u1", "app", "n5", D(2024, 5, 1), 20),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "provenance"),
+    [
+        ("max", 100, ("web", "n3", D(2024, 3, 1))),  # as text "9" would be the largest
+        ("min", 9, ("web", "n4", D(2024, 4, 1))),  # as text "10" would be the smallest; the latest 9
+        ("most_recent", 20, ("app", "n5", D(2024, 5, 1))),
+    ],
+)
+def test_numeric_attribute_survives_by_numeric_order(spark, rule, value, provenance):
+    out = _survived(spark, NUMBERS, _schema("points", "int"), rule, attribute="points")
+    assertDataFrameEqual(out, spark.createDataFrame([("u1", value, provenance)], f"customer_uid string, points int, points_provenance {PROV}"))
+
+
+def test_numeric_union_is_sorted_by_value(spark):
+    out = _survived(spark, NUMBERS, _schema("points", "int"), "union", attribute="points")
+    provenance = [("app", "n5", D(2024, 5, 1)), ("crm", "n1", D(2024, 1, 1)), ("crm", "n2", D(2024, 2, 1)), ("web", "n3", D(2024, 3, 1)), ("web", "n4", D(2024, 4, 1))]
+    expected = spark.createDataFrame([("u1", [9, 10, 20, 100], provenance)], f"customer_uid string, points array<int>, points_provenance array<{PROV}>")
+    assertDataFrameEqual(out, expected)
+
+
+DATES = [
+    ("u1", "crm", "d1", D(2024, 1, 1), date(1990, 5, 17)),
+    ("u1", "legacy", "d2", D(2024, 2, 1), date(1990, 5, 17)),
+    ("u1", "web", "d3", D(2024, 3, 1), date(1991, 1, 2)),
+    ("u1", "app", "d4", D(2024, 4, 1), date(1985, 12, 31)),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "provenance"),
+    [
+        ("most_frequent", date(1990, 5, 17), ("legacy", "d2", D(2024, 2, 1))),
+        ("first_non_null", date(1990, 5, 17), ("crm", "d1", D(2024, 1, 1))),
+        ("max", date(1991, 1, 2), ("web", "d3", D(2024, 3, 1))),
+        ("min", date(1985, 12, 31), ("app", "d4", D(2024, 4, 1))),
+    ],
+)
+def test_date_attribute_survives_by_calendar_order(spark, rule, value, provenance):
+    out = _survived(spark, DATES, _schema("date_of_birth", "date"), rule, attribute="date_of_birth")
+    expected = spark.createDataFrame([("u1", value, provenance)], f"customer_uid string, date_of_birth date, date_of_birth_provenance {PROV}")
+    assertDataFrameEqual(out, expected)
 
 
 def test_source_priority_without_sources_is_a_config_error():
@@ -183,21 +342,102 @@ def test_profile_unifies_records_events_orders_and_consent_per_customer(spark):
     got = profile.select(
         "customer_uid", "first_name", "last_name", "city", "country", F.col("country_provenance.source").alias("country_src"),
         "countries", "channels", "platforms", "id_keys", "devices", "first_seen", "last_seen", "orders", "revenue", "avg_order_value",
-        "recency_days", "web_events", "app_events", "email_opens", "consent_marketing_email", "consent_sms",
+        "recency_days", "web_events", "app_events", "sessions", "email_opens", "consent_marketing_email", "consent_sms",
     )
     expected = spark.createDataFrame(
         [
             ("A", "Anna", "Schmidt", "Berlin", "DE", "app", ["AT", "DE"], ["app", "ecommerce", "email", "store"], ["ios"],
-             {"device_id": ["h_dev"], "email": ["h_anna"]}, 1, D(2023, 6, 1), D(2024, 6, 20), 3, 180.0, 60.0, 11, 0, 1, 1, True, None),
+             {"device_id": ["h_dev"], "email": ["h_anna"]}, 1, D(2023, 6, 1), D(2024, 6, 20), 3, 180.0, 60.0, 11, 0, 1, 1, 1, True, None),
             ("B", "Emre", "Yilmaz", "Istanbul", "TR", "web", ["TR"], ["web"], [], {"phone": ["h_emre"]}, 0, D(2024, 2, 1), D(2024, 5, 30),
-             0, 0.0, None, None, 2, 0, 0, None, None),
+             0, 0.0, None, None, 2, 0, 2, 0, None, None),
         ],
         "customer_uid string, first_name string, last_name string, city string, country string, country_src string, countries array<string>, "
         "channels array<string>, platforms array<string>, id_keys map<string,array<string>>, devices int, first_seen timestamp, "
         "last_seen timestamp, orders long, revenue double, avg_order_value double, recency_days int, web_events long, app_events long, "
-        "email_opens long, consent_marketing_email boolean, consent_sms boolean",
+        "sessions long, email_opens long, consent_marketing_email boolean, consent_sms boolean",
     )
     assertDataFrameEqual(got, expected)
+
+
+def test_profile_counts_only_what_was_observed_before_the_as_of_date(spark):
+    inputs = _inputs(spark)
+    undated = spark.createDataFrame([("crm", "c3", "TR", None, None, date(1985, 3, 3), None, None, None, None)], RECORDS_SCHEMA)
+    ids = spark.createDataFrame([("crm", "c3", "B")], "source string, record_id string, customer_uid string")
+    records, identity_map = inputs.records.unionByName(undated), inputs.identity_map.unionByName(ids)
+    inputs = ProfileInputs(records, inputs.identifiers, inputs.interactions, inputs.orders, inputs.consents, identity_map)
+    as_of = date(2024, 4, 3)  # back-dated: o3 (Apr 5), o4 (Jun 20), every interaction and nothing else come later
+    profile = build_profile(inputs, as_of=as_of)
+    got = profile.select(
+        "customer_uid", "first_name", "date_of_birth", "date_of_birth_provenance", "countries", "channels", "first_seen", "last_seen", "orders",
+        "revenue", "last_order_at", "recency_days", "web_events", "app_events", "sessions", "email_opens",
+    )
+    expected = spark.createDataFrame(
+        [
+            ("A", "Anna", date(1990, 5, 17), ("crm", "c1", D(2024, 1, 10)), ["DE"], ["ecommerce", "store"], D(2023, 6, 1), D(2024, 4, 1, 9),
+             2, 150.0, D(2024, 4, 1, 9), 2, 0, 0, 0, 0),
+            # the undated record still counts (nothing says it is later) but sets neither first_seen nor last_seen
+            ("B", "Emre", date(1985, 3, 3), ("crm", "c3", None), ["TR"], [], D(2024, 2, 1), D(2024, 2, 1), 0, 0.0, None, None, 0, 0, 0, 0),
+        ],
+        "customer_uid string, first_name string, date_of_birth date, "
+        "date_of_birth_provenance struct<source:string, record_id:string, observed_at:timestamp>, countries array<string>, "
+        "channels array<string>, first_seen timestamp, last_seen timestamp, orders long, revenue double, last_order_at timestamp, "
+        "recency_days int, web_events long, app_events long, sessions long, email_opens long",
+    )
+    assertDataFrameEqual(got, expected)
+    # the same purchases as the features at that cutoff
+    features = build_features(inputs.orders, inputs.interactions, inputs.identity_map, inputs.records, cutoff=as_of)
+    assertDataFrameEqual(
+        profile.select("customer_uid", F.col("orders").alias("frequency"), F.col("revenue").alias("monetary"), "recency_days"),
+        features.select("customer_uid", "frequency", "monetary", "recency_days"),
+    )
+
+
+SESSION_EVENTS = [
+    # S: 10:00 and 10:20 are one web session, 11:00 (40 minutes later) a second, the next morning a third
+    ("web", "s1", "DE", D(2024, 5, 10, 10), "web_event", "page_view", "web", None),
+    ("web", "s2", "DE", D(2024, 5, 10, 10, 20), "web_event", "page_view", "web", None),
+    ("web", "s3", "DE", D(2024, 5, 10, 11), "web_event", "add_to_cart", "web", None),
+    ("web", "s4", "DE", D(2024, 5, 11, 9), "web_event", "page_view", "web", None),
+    # T: a pause of exactly the gap stays in the session; the app is sessionized on its own; email is no session
+    ("web", "t1", "TR", D(2024, 5, 10, 10), "web_event", "page_view", "web", None),
+    ("web", "t2", "TR", D(2024, 5, 10, 10, 30), "web_event", "page_view", "web", None),
+    ("app", "t3", "TR", D(2024, 5, 10, 10, 5), "app_event", "page_view", "app", "ios"),
+    ("mkt", "t4", "TR", D(2024, 5, 10, 10, 10), "marketing", "open", "email", None),
+]
+
+
+def _session_inputs(spark, extra_events=()):
+    rows = SESSION_EVENTS + list(extra_events)
+    identity_map = spark.createDataFrame([(src, rid, rid[0].upper()) for src, rid, *_ in rows], "source string, record_id string, customer_uid string")
+    return ProfileInputs(
+        records=spark.createDataFrame([], RECORDS_SCHEMA),
+        identifiers=spark.createDataFrame([], "source string, record_id string, id_type string, id_key string"),
+        interactions=spark.createDataFrame(rows, INTERACTIONS_SCHEMA),
+        orders=spark.createDataFrame([], ORDERS_SCHEMA),
+        consents=spark.createDataFrame([], CONSENT_SCHEMA),
+        identity_map=identity_map,
+    )
+
+
+@pytest.mark.parametrize(("gap", "s_sessions", "t_sessions"), [(30, 3, 2), (60, 2, 2), (10, 4, 3)])
+def test_sessions_start_after_a_pause_longer_than_the_gap_per_customer_and_channel(spark, gap, s_sessions, t_sessions):
+    profile = build_profile(_session_inputs(spark), as_of=date(2024, 6, 1), session_gap_minutes=gap)
+    expected = spark.createDataFrame(
+        [("S", 4, 0, s_sessions, 0), ("T", 2, 1, t_sessions, 1)],
+        "customer_uid string, web_events long, app_events long, sessions long, email_opens long",
+    )
+    assertDataFrameEqual(profile.select("customer_uid", "web_events", "app_events", "sessions", "email_opens"), expected)
+
+
+@pytest.mark.parametrize(("cutoff", "s_30d", "s_90d"), [(date(2024, 5, 11), 2, 3), (date(2024, 5, 12), 3, 4)])
+def test_session_features_count_sessions_started_in_the_window_from_events_before_the_cutoff(spark, cutoff, s_30d, s_90d):
+    older = [("web", "s0", "DE", D(2024, 4, 1, 12), "web_event", "page_view", "web", None)]  # outside 30 days, inside 90
+    inputs = _session_inputs(spark, older)
+    features = build_features(inputs.orders, inputs.interactions, inputs.identity_map, inputs.records, cutoff=cutoff)
+    expected = spark.createDataFrame(
+        [("S", s_30d, s_90d), ("T", 2, 2)], "customer_uid string, sessions_30d long, sessions_90d long"
+    )
+    assertDataFrameEqual(features.select("customer_uid", "sessions_30d", "sessions_90d"), expected)
 
 
 def test_profile_has_no_raw_contact_columns(spark):

@@ -11,7 +11,7 @@ from cdp_spark.config import SegmentConfig
 from cdp_spark.segments import SegmentError, current_members, evaluate_segments, membership_updates, segment_changes, validate_segments
 from cdp_spark.segments.membership import MEMBERSHIP_KEYS, MEMBERSHIP_SCHEMA
 
-FRAME_SCHEMA = "customer_uid string, country string, m_score int, r_score int, cart_adds_7d long"
+FRAME_SCHEMA = "customer_uid string, country string, m_score int, r_score int, cart_adds_7d long, orders long"
 
 
 def _frame(spark, rows):
@@ -25,6 +25,11 @@ def _frame(spark, rows):
         ("m_score >= (1", r"is not valid Spark SQL"),
         ("m_score + 1", r"is int, not boolean"),
         ("no_such_function(country)", r"cannot be resolved: .*no_such_function"),
+        # not decided per customer: an aggregate over all customers, a window across them, a generator making rows
+        ("max(orders) > 1", r"is not row-level: aggregate, window and generator functions .*max\(orders\)"),
+        ("rank() over (order by orders) = 1", r"is not row-level: .*WINDOW_FUNCTION"),
+        ("explode(array(1)) = 1", r"is not row-level: .*UNSUPPORTED_GENERATOR"),
+        ("country = 'TR' AND count(*) over (partition by country) > 10", r"is not row-level: .*WINDOW_FUNCTION"),
     ],
 )
 def test_wrong_segment_fails_naming_the_segment_and_the_problem(spark, condition, problem):
@@ -41,13 +46,15 @@ def test_segment_names_must_be_unique(spark):
 
 
 def test_evaluation_puts_each_customer_in_every_segment_whose_condition_is_true(spark):
-    frame = _frame(spark, [("a", "TR", 5, 1, 2), ("b", "DE", 4, 2, 0), ("c", None, None, None, 1)])
+    frame = _frame(spark, [("a", "TR", 5, 1, 2, 3), ("b", "DE", 4, 2, 0, 1), ("c", None, None, None, 1, 0)])
     segments = [
         SegmentConfig(name="high_value_at_risk", condition="m_score >= 4 AND r_score <= 2"),
         SegmentConfig(name="cart_tr", condition="country = 'TR' AND cart_adds_7d > 0"),  # NULL country: not a member
+        # row-level, though written with a lambda: not mistaken for an aggregate
+        SegmentConfig(name="any_top_score", condition="exists(array(m_score, r_score), s -> s = 5)"),
     ]
     expected = spark.createDataFrame(
-        [("a", "high_value_at_risk"), ("b", "high_value_at_risk"), ("a", "cart_tr")], "customer_uid string, segment string"
+        [("a", "high_value_at_risk"), ("b", "high_value_at_risk"), ("a", "cart_tr"), ("a", "any_top_score")], "customer_uid string, segment string"
     )
     assertDataFrameEqual(evaluate_segments(frame, segments), expected)
 

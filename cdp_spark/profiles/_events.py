@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from collections.abc import Callable
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.errors import MissingColumnsError
@@ -12,6 +15,9 @@ EXCLUDED_ORDER_STATUSES = ("cancelled", "canceled", "returned", "refunded", "fai
 EMAIL_OPEN_TYPES = ("open", "opened", "email_open")
 EMAIL_CLICK_TYPES = ("click", "clicked", "email_click")
 CART_ADD_TYPES = ("add_to_cart", "cart_add")
+# Interaction kinds that make up sessions, each sessionized on its own (a web and an app visit at the same time are two sessions).
+SESSION_KINDS = ("web_event", "app_event")
+DEFAULT_SESSION_GAP_MINUTES = 30
 
 
 def is_purchase(status: Column) -> Column:
@@ -28,6 +34,11 @@ def require(df: DataFrame, columns: tuple[str, ...], where: str) -> None:
 def resolved(df: DataFrame, identity_map: DataFrame) -> DataFrame:
     """Rows of a silver table with the ``customer_uid`` of their record (unresolved rows dropped)."""
     return df.join(identity_map.select("source", "record_id", "customer_uid"), ["source", "record_id"])
+
+
+def before(cutoff: date) -> Column:
+    """Whether an observation happened strictly before 00:00 of ``cutoff`` (session time zone; NULL when undated)."""
+    return F.col("observed_at") < F.lit(cutoff).cast("timestamp")
 
 
 def count_if(cond: Column) -> Column:
@@ -85,3 +96,29 @@ def observations(records: DataFrame | None, orders: DataFrame, interactions: Dat
     for frame in frames[1:]:
         union = union.unionByName(frame)
     return resolved(union, identity_map)
+
+
+def with_session_starts(gap_minutes: int) -> Callable[[DataFrame], DataFrame]:
+    """Add ``session_start``: whether a web/app observation opens a session of its customer and kind.
+
+    A session is a run of the customer's events of one kind (:data:`SESSION_KINDS`) with no pause
+    longer than ``gap_minutes``; the first dated event and every event more than ``gap_minutes``
+    after the previous one start a session. Events without a timestamp start none. Sessions are per
+    resolved customer, not per cookie or device (``silver.interactions`` does not carry them): a
+    customer's web events from two browsers within the gap are one session. The rows are
+    hash-partitioned by ``customer_uid`` first, so the window (one sort, ``lag`` over ``observed_at``)
+    and a later per-customer ``groupBy`` share one shuffle.
+    """
+    if gap_minutes < 1:
+        raise ValueError(f"session gap must be at least 1 minute, got {gap_minutes}")
+    gap_micros = gap_minutes * 60 * 1_000_000
+
+    def apply(df: DataFrame) -> DataFrame:
+        require(df, ("customer_uid", "kind", "observed_at", "source", "record_id"), "session input")
+        w = Window.partitionBy("customer_uid", "kind").orderBy(F.col("observed_at").asc_nulls_first(), "source", "record_id")
+        ts = F.col("observed_at")
+        pause = F.unix_micros(ts) - F.unix_micros(F.lag(ts).over(w))  # NULL for the first (or first dated) event
+        starts = F.col("kind").isin(*SESSION_KINDS) & ts.isNotNull() & F.coalesce(pause > gap_micros, F.lit(True))
+        return df.repartition("customer_uid").withColumn("session_start", starts)
+
+    return apply

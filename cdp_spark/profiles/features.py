@@ -8,8 +8,11 @@ records as input) a record update before the cutoff.
 Columns: ``customer_uid, cutoff_date, country, age_years, tenure_days, recency_days, frequency,
 monetary, avg_order_value, orders_7d/30d/90d/365d, revenue_30d/90d/365d, store_orders,
 ecommerce_orders, store_share, days_since_last_store_order, web_events_7d/30d/90d,
-app_events_30d/90d, email_opens_90d, email_clicks_90d, cart_adds_7d/30d, active_days_30d,
-days_since_last_interaction, channels_used``.
+app_events_30d/90d, sessions_30d/90d, email_opens_90d, email_clicks_90d, cart_adds_7d/30d,
+active_days_30d, days_since_last_interaction, channels_used``.
+
+``sessions_Nd``: web and app sessions that started in the window (sessionized as in the profile, from
+events before the cutoff only, so a session is never split or joined by a later event).
 
 ``country``/``age_years`` come from the latest record update before the cutoff (pass
 ``silver.customer_record_history`` for exact history; ``silver.customer_records`` only holds each
@@ -30,14 +33,17 @@ from pyspark.sql import functions as F
 from cdp_spark.errors import CdpError
 from cdp_spark.profiles._events import (
     CART_ADD_TYPES,
+    DEFAULT_SESSION_GAP_MINUTES,
     EMAIL_CLICK_TYPES,
     EMAIL_OPEN_TYPES,
     ORDER_KIND,
     RECORD_KIND,
+    before,
     count_if,
     is_purchase,
     observations,
     require,
+    with_session_starts,
 )
 
 FEATURE_INPUTS = {
@@ -83,6 +89,7 @@ def _aggregates(cutoff: date) -> list[Column]:
         count_if(bought & (F.col("channel") != "store")).alias("ecommerce_orders"),
         *[count_if(web & _since(ts, cutoff, d)).alias(f"web_events_{d}d") for d in (7, 30, 90)],
         *[count_if(app & _since(ts, cutoff, d)).alias(f"app_events_{d}d") for d in (30, 90)],
+        *[count_if(F.col("session_start") & _since(ts, cutoff, d)).alias(f"sessions_{d}d") for d in (30, 90)],
         count_if(email & etype.isin(*EMAIL_OPEN_TYPES) & _since(ts, cutoff, 90)).alias("email_opens_90d"),
         count_if(email & etype.isin(*EMAIL_CLICK_TYPES) & _since(ts, cutoff, 90)).alias("email_clicks_90d"),
         *[count_if(cart & _since(ts, cutoff, d)).alias(f"cart_adds_{d}d") for d in (7, 30)],
@@ -92,12 +99,18 @@ def _aggregates(cutoff: date) -> list[Column]:
 
 
 def build_features(
-    orders: DataFrame, interactions: DataFrame, identity_map: DataFrame, profile_or_records: DataFrame, *, cutoff: date
+    orders: DataFrame,
+    interactions: DataFrame,
+    identity_map: DataFrame,
+    profile_or_records: DataFrame,
+    *,
+    cutoff: date,
+    session_gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
 ) -> DataFrame:
     """Features per customer from events strictly before ``cutoff`` (see the module docstring)."""
     from_profile = "customer_uid" in profile_or_records.columns
     records = None if from_profile else profile_or_records
-    observed = observations(records, orders, interactions, identity_map).where(F.col("observed_at") < F.lit(cutoff).cast("timestamp"))
+    observed = observations(records, orders, interactions, identity_map).where(before(cutoff)).transform(with_session_starts(session_gap_minutes))
     per_customer = observed.groupBy("customer_uid").agg(*_aggregates(cutoff))
     if from_profile:
         require(profile_or_records, ("customer_uid", "country", "date_of_birth"), "customer profile")
@@ -110,7 +123,7 @@ def build_features(
     order_counts = ("frequency", "orders_7d", "orders_30d", "orders_90d", "orders_365d", "store_orders", "ecommerce_orders")
     money = ("monetary", "revenue_30d", "revenue_90d", "revenue_365d")
     event_counts = (
-        "web_events_7d", "web_events_30d", "web_events_90d", "app_events_30d", "app_events_90d",
+        "web_events_7d", "web_events_30d", "web_events_90d", "app_events_30d", "app_events_90d", "sessions_30d", "sessions_90d",
         "email_opens_90d", "email_clicks_90d", "cart_adds_7d", "cart_adds_30d",
     )
     return per_customer.select(
@@ -132,7 +145,9 @@ def build_features(
     )
 
 
-def customer_features(spark: SparkSession, tables_or_lake: Any, *, cutoff: date) -> DataFrame:
+def customer_features(
+    spark: SparkSession, tables_or_lake: Any, *, cutoff: date, session_gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES
+) -> DataFrame:
     """:func:`build_features` over the standard tables.
 
     ``tables_or_lake``: a :class:`cdp_spark.lake.Lake`, a lakehouse root path (opened with ``spark``),
@@ -153,4 +168,6 @@ def customer_features(spark: SparkSession, tables_or_lake: Any, *, cutoff: date)
         frames = {arg: tables[t] for arg, t in FEATURE_INPUTS.items()}
     else:
         frames = {arg: tables_or_lake.read(*t.split(".")) for arg, t in FEATURE_INPUTS.items()}
-    return build_features(frames["orders"], frames["interactions"], frames["identity_map"], frames["records"], cutoff=cutoff)
+    return build_features(
+        frames["orders"], frames["interactions"], frames["identity_map"], frames["records"], cutoff=cutoff, session_gap_minutes=session_gap_minutes
+    )

@@ -10,11 +10,19 @@ Columns (in order):
   of the customer's keyed identifier hashes (never raw emails or phones); ``devices``: distinct device ids.
 * ``first_seen, last_seen``: over records, orders and interactions.
 * ``orders, revenue`` (reporting currency), ``avg_order_value, first_order_at, last_order_at, recency_days``
-  (days from the last order to ``as_of_date``) and ``r_score, f_score, m_score``: quintiles 1-5 among buyers
-  (5 = most recent / most frequent / highest revenue; equal values share a score; NULL without orders).
-* ``web_events, web_active_days, app_events, app_active_days, email_opens, email_clicks``.
+  (days from the last order to ``as_of_date``, at least 1) and ``r_score, f_score, m_score``: quintiles 1-5
+  among buyers (5 = most recent / most frequent / highest revenue; equal values share a score; NULL without orders).
+* ``web_events, web_active_days, app_events, app_active_days, sessions, email_opens, email_clicks``;
+  ``sessions``: web and app sessions (per customer and kind, a pause longer than ``session_gap_minutes``
+  starts a new one; see :func:`cdp_spark.profiles._events.with_session_starts`).
 * ``consent_<purpose>`` for every purpose in :data:`cdp_spark.profiles.consent.PURPOSES`.
 * ``as_of_date``.
+
+Only what was observed before ``as_of_date`` (00:00) counts, as for the features: records updated,
+orders placed and events on or after it are left out, so a back-dated run never sees its future.
+Records without ``updated_at`` still count (nothing says they are later). Consent is always the
+current state (a revocation recorded after ``as_of_date`` still applies), and the identity map and
+identifiers are taken as they are.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import SurvivorshipRule
 from cdp_spark.profiles._events import (
+    DEFAULT_SESSION_GAP_MINUTES,
     EMAIL_CLICK_TYPES,
     EMAIL_OPEN_TYPES,
     ORDER_KIND,
+    before,
     count_if,
     is_purchase,
     observations,
     require,
+    with_session_starts,
 )
 from cdp_spark.profiles.consent import PURPOSES, consent_column, consent_state, customer_subjects
 from cdp_spark.profiles.survivorship import check_rules, survive
@@ -96,6 +107,7 @@ def _per_customer() -> dict[str, Column]:
         "web_active_days": active_days("web_event"),
         "app_events": count_if(kind == "app_event"),
         "app_active_days": active_days("app_event"),
+        "sessions": count_if(F.col("session_start")),
         "email_opens": count_if((kind == "marketing") & etype.isin(*EMAIL_OPEN_TYPES)),
         "email_clicks": count_if((kind == "marketing") & etype.isin(*EMAIL_CLICK_TYPES)),
     }
@@ -137,8 +149,14 @@ def with_rfm_scores(as_of: date) -> Callable[[DataFrame], DataFrame]:
     return apply
 
 
-def build_profile(inputs: ProfileInputs, *, rules: Sequence[SurvivorshipRule] = (), as_of: date) -> DataFrame:
-    """The customer profile (see the module docstring for the columns) as of ``as_of``.
+def build_profile(
+    inputs: ProfileInputs,
+    *,
+    rules: Sequence[SurvivorshipRule] = (),
+    as_of: date,
+    session_gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES,
+) -> DataFrame:
+    """The customer profile (see the module docstring for the columns) from what was observed before ``as_of``.
 
     ``rules`` override :data:`DEFAULT_RULES` per attribute. Every ``customer_uid`` of the identity map
     gets one row, also customers known only from anonymous events.
@@ -146,7 +164,11 @@ def build_profile(inputs: ProfileInputs, *, rules: Sequence[SurvivorshipRule] = 
     require(inputs.records, ("source", "record_id", "updated_at", *ATTRIBUTES), "silver.customer_records")
     require(inputs.identifiers, ("source", "record_id", "id_type", "id_key"), "silver.identifiers")
     chosen = effective_rules(rules)
-    observed = observations(inputs.records, inputs.orders, inputs.interactions, inputs.identity_map)
+    observed = (
+        observations(inputs.records, inputs.orders, inputs.interactions, inputs.identity_map)
+        .where(F.col("observed_at").isNull() | before(as_of))
+        .transform(with_session_starts(session_gap_minutes))
+    )
     per_customer = observed.transform(survive(chosen, also=_per_customer())).transform(with_rfm_scores(as_of))
     subjects = customer_subjects(inputs.identifiers, inputs.identity_map)
     customers = inputs.identity_map.select("customer_uid").distinct()
@@ -157,7 +179,7 @@ def build_profile(inputs: ProfileInputs, *, rules: Sequence[SurvivorshipRule] = 
     )
     zero = F.lit(0).cast("long")
     golden_cols = [c for a in ATTRIBUTES for c in (a, f"{a}_provenance")]
-    counts = ("web_events", "web_active_days", "app_events", "app_active_days", "email_opens", "email_clicks")
+    counts = ("web_events", "web_active_days", "app_events", "app_active_days", "sessions", "email_opens", "email_clicks")
     no_strings = F.array().cast("array<string>")
     return joined.select(
         "customer_uid",

@@ -19,7 +19,13 @@ Rules:
   that source); sources not listed rank after the listed ones.
 * ``most_frequent``   the value observed most often; ties: the most recent.
 * ``max`` / ``min``   the largest / smallest value; provenance: the latest observation of it.
-* ``union``           the sorted distinct values.
+* ``union``           the sorted distinct values (of a list attribute, an array column: the sorted
+  distinct elements of all its lists); provenance: every observation contributing one, sorted.
+
+An observation without ``observed_at`` counts as the oldest: it wins only where no dated observation
+ranks higher (``first_non_null`` picks it only when no dated observation has a value). Full ties
+(same value and instant) go to the greatest ``source``, then ``record_id``; for ``first_non_null``
+and ``min``, the mirror rules, to the smallest.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cdp_spark.config import SurvivorshipRule
 from cdp_spark.errors import ConfigError, MissingColumnsError
@@ -81,13 +88,18 @@ def _winner(rule: SurvivorshipRule) -> Column:
     raise ConfigError(f"gold.survivorship: rule {rule.rule!r} for {attr!r} is not a scalar rule")
 
 
-def _aggregates(rule: SurvivorshipRule) -> list[Column]:
+def _aggregates(rule: SurvivorshipRule, *, is_list: bool) -> list[Column]:
     attr = rule.attribute
     if rule.rule == "union":
-        prov = F.when(F.col(attr).isNotNull(), _provenance())
+        if is_list:
+            items = F.array_compact(F.col(attr))
+            values = F.array_distinct(F.flatten(F.collect_set(items)))
+            contributes = F.size(items) > 0
+        else:
+            values, contributes = F.collect_set(F.col(attr)), F.col(attr).isNotNull()
         return [
-            F.array_sort(F.collect_set(F.col(attr))).alias(attr),
-            F.array_sort(F.collect_set(prov)).alias(f"{attr}_provenance"),
+            F.array_sort(values).alias(attr),
+            F.array_sort(F.collect_set(F.when(contributes, _provenance()))).alias(f"{attr}_provenance"),
         ]
     return [_winner(rule).alias(f"_w_{attr}")]
 
@@ -133,7 +145,8 @@ def survive(rules: Sequence[SurvivorshipRule], *, also: Mapping[str, Column] | N
             if rule.rule == "most_frequent":
                 w = Window.partitionBy("customer_uid", rule.attribute)
                 df = df.withColumn(_freq_col(rule.attribute), F.when(F.col(rule.attribute).isNotNull(), F.count(F.lit(1)).over(w)))
-        aggs = [a for rule in rules for a in _aggregates(rule)] + [agg.alias(name) for name, agg in extra.items()]
+        lists = {f.name for f in df.schema.fields if isinstance(f.dataType, T.ArrayType)}
+        aggs = [a for rule in rules for a in _aggregates(rule, is_list=rule.attribute in lists)] + [agg.alias(name) for name, agg in extra.items()]
         grouped = df.groupBy("customer_uid").agg(*aggs)
         return grouped.select("customer_uid", *[c for rule in rules for c in _outputs(rule)], *extra)
 

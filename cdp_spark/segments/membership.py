@@ -50,14 +50,32 @@ def segment_frame(profile: DataFrame, features: DataFrame) -> DataFrame:
     return profile.join(features.select("customer_uid", *extra), "customer_uid", "left")
 
 
+# Spark's error conditions for expressions that are not a function of one row: aggregates
+# (``max(orders) > 1``), window functions (``rank() over (...)``) and generators (``explode(...)``).
+_NOT_ROW_LEVEL = ("INVALID_WHERE_CONDITION", "WINDOW_FUNCTION_NOT_ALLOWED_IN_CLAUSE", "UNSUPPORTED_GENERATOR")
+
+
 def _first_line(err: Exception) -> str:
     text = getattr(err, "getMessage", lambda: str(err))() or str(err)
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
+def _member_type(frame: DataFrame, condition: str) -> T.DataType:
+    """The condition's type, analysed as a column and, when boolean, as a filter (nothing runs).
+
+    A filter admits neither aggregates, window functions nor generators, so a condition that
+    passes both is decided row by row, for each customer from that customer's columns.
+    """
+    dtype = frame.select(F.expr(condition).alias("_member")).schema["_member"].dataType
+    if isinstance(dtype, T.BooleanType):
+        _ = frame.where(F.expr(condition)).schema
+    return dtype
+
+
 def validate_segments(frame: DataFrame, segments: Sequence[SegmentConfig]) -> None:
     """Raise :class:`SegmentError` for the first segment whose condition does not parse, names an
-    unknown column or function, or is not boolean; :class:`ConfigError` for duplicate names. Nothing runs."""
+    unknown column or function, is not boolean, or is not row-level (uses an aggregate, window or
+    generator function); :class:`ConfigError` for duplicate names. Nothing runs."""
     seen: set[str] = set()
     for seg in segments:
         if seg.name in seen:
@@ -66,10 +84,17 @@ def validate_segments(frame: DataFrame, segments: Sequence[SegmentConfig]) -> No
         if not seg.condition.strip():
             raise SegmentError(seg.name, "the condition is empty")
         try:
-            dtype = frame.select(F.expr(seg.condition).alias("_member")).schema["_member"].dataType
+            dtype = _member_type(frame, seg.condition)
         except ParseException as err:
             raise SegmentError(seg.name, f"condition {seg.condition!r} is not valid Spark SQL: {_first_line(err)}") from None
         except AnalysisException as err:
+            if (err.getCondition() or "").startswith(_NOT_ROW_LEVEL):
+                raise SegmentError(
+                    seg.name,
+                    f"condition {seg.condition!r} is not row-level: aggregate, window and generator functions (max, count, "
+                    f"rank() over, explode...) are not allowed, a segment is decided per customer from that customer's columns "
+                    f"({_first_line(err)})",
+                ) from None
             raise SegmentError(seg.name, f"condition {seg.condition!r} cannot be resolved: {_first_line(err)}") from None
         if not isinstance(dtype, T.BooleanType):
             raise SegmentError(seg.name, f"condition {seg.condition!r} is {dtype.simpleString()}, not boolean")
