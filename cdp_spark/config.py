@@ -108,9 +108,25 @@ class SilverConfig(_Model):
     incremental: bool = True
 
 
+# The identifier types silver keys (silver.identifiers.id_type, besides "record" for a record with none).
+IDENTIFIER_TYPES: tuple[str, ...] = ("customer_id", "email", "phone", "loyalty_id", "device_id", "cookie_id", "legacy_id", "national_id")
+
+
+def _known_identifier_types(types: Any) -> None:
+    unknown = sorted(set(types) - set(IDENTIFIER_TYPES))
+    if unknown:
+        raise ValueError(f"unknown identifier type(s) {unknown}; use some of {', '.join(IDENTIFIER_TYPES)}")
+
+
 class LinkRule(_Model):
     types: tuple[str, str]
     confidence: float = Field(default=1.0, gt=0, le=1)
+
+    @field_validator("types")
+    @classmethod
+    def _types_known(cls, value: tuple[str, str]) -> tuple[str, str]:
+        _known_identifier_types(value)
+        return value
 
 
 class ProbabilisticConfig(_Model):
@@ -144,11 +160,20 @@ class IdentityConfig(_Model):
     cc_local_finish_rows: int = Field(default=16_000_000, ge=0)
     junk_max_records: int = Field(default=50, ge=2)
     junk_values: tuple[str, ...] = ("test@test.com", "0000000000", "unknown", "n/a", "none", "null")
-    per_type_caps: dict[str, int] = Field(default_factory=lambda: {"email": 5, "phone": 5, "device": 8})
+    # identifier type -> most customer accounts it may link; above it the identifier is shared and blocklisted
+    per_type_caps: dict[str, int] = Field(default_factory=lambda: {"email": 5, "phone": 5, "device_id": 8})
     component_size_alarm: int = Field(default=200, ge=2)
     anonymous_ttl_days: int = Field(default=395, ge=1)
     link_rules: tuple[LinkRule, ...] = ()
     probabilistic: ProbabilisticConfig = ProbabilisticConfig()
+
+    @field_validator("per_type_caps")
+    @classmethod
+    def _caps_known(cls, value: dict[str, int]) -> dict[str, int]:
+        _known_identifier_types(value)
+        if any(v < 1 for v in value.values()):
+            raise ValueError("caps must be at least 1 customer account")
+        return value
 
 
 class SurvivorshipRule(_Model):
@@ -190,6 +215,8 @@ class ExportConfig(_Model):
     format: Literal["csv", "parquet", "json"] = "csv"
     purpose: Literal["marketing_email", "sms", "ads", "analytics", "profiling"] = "marketing_email"
     mode: Literal["full", "incremental"] = "full"
+    # how email/phone are normalized before SHA-256: Google Customer Match or Meta Custom Audiences (docs/gold.md)
+    identifier_hashing: Literal["google", "meta"] = "google"
 
     @field_validator("name")
     @classmethod
@@ -201,6 +228,8 @@ class ExportConfig(_Model):
 
 class GoldConfig(_Model):
     survivorship: tuple[SurvivorshipRule, ...] = ()  # attributes without a rule use the defaults in cdp_spark.profiles
+    # A web/app session ends after this many minutes without an event of the customer on that channel.
+    session_gap_minutes: int = Field(default=30, ge=1)
     segments: tuple[SegmentConfig, ...] = ()
     exports: tuple[ExportConfig, ...] = ()
 

@@ -227,3 +227,182 @@ def test_export_definition_with_raw_or_unknown_fields_is_refused(fields, problem
     dest = ExportConfig(name="crm_sync", segments=["buyers"], fields=fields)
     with pytest.raises(ConfigError, match=rf"gold.exports\['crm_sync'\]: {problem}"):
         check_export(dest, profile_columns=["customer_uid", "country"], segments=["buyers"])
+
+
+# --------------------------------------------------------------------------- exports on inline frames
+
+CONSENTS_DDL = "subject_type string, subject_key string, purpose string, granted boolean, valid_from timestamp, is_current boolean"
+
+
+def _export_inputs(spark, contacts, identifiers, consents):
+    """(profile with consent columns, contact rows) from inline pii_contacts/identifiers/consents rows;
+    ``contacts``: (uid, record_id, email, phone); ``identifiers``: (record_id, id_type, id_key, seen_at)."""
+    from cdp_spark.activation import contact_rows
+    from cdp_spark.profiles.consent import consent_state, customer_subjects
+
+    uid_of = {record: uid for uid, record, _, _ in contacts}
+    identity_map = spark.createDataFrame([("crm", r, u) for r, u in uid_of.items()], "source string, record_id string, customer_uid string")
+    pii = spark.createDataFrame([("crm", r, "DE", e, p) for _, r, e, p in contacts],
+                                "source string, record_id string, country string, email_norm string, phone_e164 string")
+    ids = spark.createDataFrame([("crm", r, t, k, s) for r, t, k, s in identifiers],
+                                "source string, record_id string, id_type string, id_key string, seen_at timestamp")
+    consent_rows = spark.createDataFrame(consents, CONSENTS_DDL)
+    profile = consent_state(consent_rows, customer_subjects(ids, identity_map))
+    return profile, contact_rows(pii, ids, identity_map, consent_rows)
+
+
+def _members(spark, uids, segment="s"):
+    return spark.createDataFrame([(u, segment) for u in uids], "customer_uid string, segment string")
+
+
+def _read_json_export(spark, directory: Path, ddl: str):
+    return spark.read.schema(ddl).json(str(directory / "part-*"))
+
+
+def test_a_revoked_email_is_never_exported_even_when_a_later_grant_on_another_subject_allows_the_customer(spark, tmp_path):
+    from cdp_spark.activation import run_exports
+    from cdp_spark.config import ExportConfig
+
+    # X: e1 (seen last) is revoked for marketing, e2 is granted later → allowed, but only e2 may leave.
+    # Y: its only email is revoked; a later grant on its customer id makes it allowed → no email hash.
+    profile, contacts = _export_inputs(
+        spark,
+        contacts=[("X", "x1", "e1@example.com", None), ("X", "x2", "e2@example.com", None), ("Y", "y1", "y@example.com", "+905321234567")],
+        identifiers=[
+            ("x1", "email", "k_e1", D(2024, 5, 1)),
+            ("x2", "email", "k_e2", D(2024, 1, 1)),
+            ("y1", "email", "k_y", D(2024, 1, 1)),
+            ("y1", "customer_id", "k_cy", D(2024, 1, 1)),
+        ],
+        consents=[
+            ("email", "k_e1", "marketing_email", True, D(2024, 1, 1), False),
+            ("email", "k_e1", "marketing_email", False, D(2024, 2, 1), True),
+            ("email", "k_e2", "marketing_email", True, D(2024, 3, 1), True),
+            ("email", "k_y", "marketing_email", False, D(2024, 2, 1), True),
+            ("customer_id", "k_cy", "marketing_email", True, D(2024, 3, 1), True),
+            ("email", "k_e1", "ads", True, D(2024, 1, 1), True),  # e1 is revoked for marketing only
+        ],
+    )
+    exports = [
+        ExportConfig(name="news", segments=("s",), fields=("email_sha256", "phone_sha256"), format="json", purpose="marketing_email"),
+        ExportConfig(name="ads", segments=("s",), fields=("email_sha256",), format="json", purpose="ads"),
+    ]
+    run_exports(profile, _members(spark, ["X", "Y"]), contacts, None, exports, root=str(tmp_path), run_id="r1", at=D(2024, 7, 1))
+
+    ddl = "customer_uid string, email_sha256 string, phone_sha256 string"
+    assertDataFrameEqual(
+        _read_json_export(spark, tmp_path / "news" / "r1", ddl),
+        spark.createDataFrame([("X", sha("e2@example.com"), None), ("Y", None, sha("+905321234567"))], ddl),
+    )
+    assertDataFrameEqual(  # per purpose: for ads, X's latest email e1 is fine (and Y has no ads consent)
+        _read_json_export(spark, tmp_path / "ads" / "r1", "customer_uid string, email_sha256 string"),
+        spark.createDataFrame([("X", sha("e1@example.com"))], "customer_uid string, email_sha256 string"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("hashing", "emails", "phone"),
+    [
+        ("google", {"G": "johndoe@googlemail.com", "M": "anna.lena@example.com", "T": "mehmet.oz@gmail.com.tr"}, "+4915112345678"),
+        ("meta", {"G": "john.doe@googlemail.com", "M": "anna.lena@example.com", "T": "mehmet.oz@gmail.com.tr"}, "4915112345678"),
+    ],
+)
+def test_identifiers_are_normalized_the_way_each_platform_hashes_them(spark, hashing, emails, phone):
+    from cdp_spark.activation import hashed_contacts
+
+    _, contacts = _export_inputs(
+        spark,
+        contacts=[
+            ("G", "g1", "  John.Doe@GoogleMail.COM ", " +49 151 12345678"),
+            ("M", "m1", "\tAnna.Lena@Example.com  ", None),
+            ("T", "t1", "Mehmet.Oz@Gmail.com.tr", None),  # not a Google mailbox: periods stay
+        ],
+        identifiers=[("g1", "email", "k_g", D(2024, 1, 1)), ("m1", "email", "k_m", D(2024, 1, 1)), ("t1", "email", "k_t", D(2024, 1, 1))],
+        consents=[("email", "k_g", "ads", True, D(2024, 1, 1), True)],
+    )
+    got = hashed_contacts(contacts, purpose="ads", hashing=hashing)
+    expected = [
+        ("G", hashlib.sha256(emails["G"].encode()).hexdigest(), hashlib.sha256(phone.encode()).hexdigest()),
+        ("M", hashlib.sha256(emails["M"].encode()).hexdigest(), None),
+        ("T", hashlib.sha256(emails["T"].encode()).hexdigest(), None),
+    ]
+    assertDataFrameEqual(got, got.sparkSession.createDataFrame(expected, "customer_uid string, email_sha256 string, phone_sha256 string"))
+
+
+def test_a_gmail_address_is_hashed_as_given_for_meta_and_without_its_periods_for_google(spark):
+    """silver's identity form (email_norm) drops Gmail's periods and +tag; the address as given
+    (email_address) keeps them, and each platform's rule is applied to that."""
+    from cdp_spark.activation import contact_rows, hashed_contacts
+
+    pii = spark.createDataFrame([("crm", "r1", "DE", "johndoe@gmail.com", "john.doe+news@gmail.com", None)],
+                                "source string, record_id string, country string, email_norm string, email_address string, phone_e164 string")
+    ids = spark.createDataFrame([("crm", "r1", "email", "k1", D(2024, 1, 1))], "source string, record_id string, id_type string, id_key string, seen_at timestamp")
+    imap = spark.createDataFrame([("crm", "r1", "cu_1")], "source string, record_id string, customer_uid string")
+    contacts = contact_rows(pii, ids, imap, spark.createDataFrame([], CONSENTS_DDL))
+    sha = {e: hashlib.sha256(e.encode()).hexdigest() for e in ("johndoe+news@gmail.com", "john.doe+news@gmail.com")}
+    ddl = "customer_uid string, email_sha256 string, phone_sha256 string"
+    assertDataFrameEqual(hashed_contacts(contacts, purpose="ads", hashing="google"), spark.createDataFrame([("cu_1", sha["johndoe+news@gmail.com"], None)], ddl))
+    assertDataFrameEqual(hashed_contacts(contacts, purpose="ads", hashing="meta"), spark.createDataFrame([("cu_1", sha["john.doe+news@gmail.com"], None)], ddl))
+
+
+def test_identifier_hashing_defaults_to_google_and_unknown_platforms_are_refused():
+    from cdp_spark.config import ExportConfig
+    from cdp_spark.errors import ConfigError
+
+    assert ExportConfig(name="x", segments=("s",), fields=("email_sha256",)).identifier_hashing == "google"
+    bad = {"name": "tt", "segments": ["buyers"], "fields": ["email_sha256"], "identifier_hashing": "tiktok"}
+    with pytest.raises(ConfigError, match=r"gold\.exports\.0\.identifier_hashing: .*'google' or 'meta' \(got 'tiktok'\)"):
+        parse_config({"gold": {"segments": GOLD["segments"], "exports": [bad]}})
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def exported_once(spark, tmp_path):
+    """An incremental destination exported in r0 (A, Z) and r1 (A, B; Z removed), r1 delivered:
+    (run, root, states before and after r1, r1's results)."""
+    from cdp_spark.activation import run_exports
+    from cdp_spark.config import ExportConfig
+
+    profile, contacts = _export_inputs(
+        spark,
+        contacts=[(u, f"{u.lower()}1", f"{u.lower()}@example.com", None) for u in "ABZ"],
+        identifiers=[(f"{u.lower()}1", "email", f"k_{u}", D(2024, 1, 1)) for u in "ABZ"],
+        consents=[("email", f"k_{u}", "marketing_email", True, D(2024, 1, 1), True) for u in "ABZ"],
+    )
+    dest = ExportConfig(name="news", segments=("s",), fields=("email_sha256",), format="csv", mode="incremental")
+
+    def run(members, state, run_id, at):
+        return run_exports(profile, _members(spark, members), contacts, state, [dest], root=str(tmp_path), run_id=run_id, at=at)
+
+    _, state0 = run(["A", "Z"], None, "r0", D(2024, 7, 1))
+    state0 = state0.localCheckpoint()
+    results1, state1 = run(["A", "B"], state0, "r1", D(2024, 7, 2))
+    state1 = state1.localCheckpoint()
+    (tmp_path / "news" / "r1" / "_DELIVERED").write_text("2024-07-02T08:00:00Z\n")
+    return run, tmp_path / "news" / "r1", state0, state1, results1
+
+
+def test_rerunning_an_export_run_keeps_its_files_manifest_delivery_marker_and_state(exported_once):
+    run, directory, _, state1, results1 = exported_once
+    before = _files(directory)
+    assert [r["action"] for r in _csv_rows(str(directory))] == ["add", "remove"]  # B added, Z removed
+
+    results, state = run(["A", "B"], state1, "r1", D(2024, 7, 3))  # a rerun, later, with the state r1 left
+
+    assert _files(directory) == before
+    assert results == results1
+    assertDataFrameEqual(state, state1)
+
+
+def test_rerun_after_a_crash_between_the_files_and_the_state_rebuilds_the_state_without_rewriting(exported_once):
+    run, directory, state0, state1, results1 = exported_once
+    before = _files(directory)
+
+    results, state = run(["A", "B"], state0, "r1", D(2024, 7, 2))  # r1's files exist, its state was never written
+
+    assert _files(directory) == before
+    assert results == results1
+    assertDataFrameEqual(state, state1)

@@ -15,6 +15,18 @@ def test_shipped_configs_load_and_share_sources():
     assert [s.name for s in local.sources] == [s.name for s in cluster.sources]
     assert local.paths.lakehouse == str(ROOT / "data/lakehouse")  # relative to the project root
     assert cluster.paths.lakehouse == "s3a://example-cdp/lakehouse"  # URIs untouched
+    # one set of business rules (conf/rules.yaml): a cluster resolves, segments and exports as the demo does
+    assert (cluster.identity, cluster.gold, cluster.models) == (local.identity, local.gold, local.models)
+    assert cluster.silver.model_dump(exclude={"local_secret_file"}) == local.silver.model_dump(exclude={"local_secret_file"})
+    assert local.gold.segments and local.gold.exports and local.identity.per_type_caps["device_id"] == 1
+
+
+def test_identifier_types_in_caps_and_link_rules_are_checked():
+    with pytest.raises(ConfigError, match=r"identity\.per_type_caps: Value error, unknown identifier type\(s\) \['device'\]"):
+        parse_config({"identity": {"per_type_caps": {"device": 8}}})
+    with pytest.raises(ConfigError, match=r"identity\.link_rules\.0\.types: Value error, unknown identifier type\(s\) \['mail'\]"):
+        parse_config({"identity": {"link_rules": [{"types": ["mail", "phone"]}]}})
+    assert parse_config({}).identity.per_type_caps == {"email": 5, "phone": 5, "device_id": 8}
 
 
 def test_unknown_key_and_wrong_type_name_the_key_path():

@@ -3,10 +3,11 @@
 from cdp_spark.activation.exports import (
     ExportResult,
     check_export,
+    contact_rows,
     export_delta,
     export_rows,
     hashed_contacts,
     run_exports,
 )
 
-__all__ = ["ExportResult", "check_export", "export_delta", "export_rows", "hashed_contacts", "run_exports"]
+__all__ = ["ExportResult", "check_export", "contact_rows", "export_delta", "export_rows", "hashed_contacts", "run_exports"]

@@ -25,7 +25,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from cdp_spark.config import CdpConfig, SourceConfig
+from cdp_spark.config import IDENTIFIER_TYPES, CdpConfig, SourceConfig
 from cdp_spark.faults import fault_point
 from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 ANONYMOUS_TYPES = ("cookie_id", "device_id")
 RECORD_ID_TYPE = "record"  # the identifier of a record that carries no other
 # identifier type -> source column holding it (after the source's column mapping)
-IDENTIFIER_COLUMNS = ("customer_id", "email", "phone", "loyalty_id", "device_id", "cookie_id", "legacy_id", "national_id")
+IDENTIFIER_COLUMNS = IDENTIFIER_TYPES
 # identifier type -> standardized column of a silver row holding its value (what identifier_rows keys)
 IDENTIFIER_VALUE_COLUMNS = {
     "customer_id": "customer_id",
@@ -54,6 +54,7 @@ _BRONZE_META = "_"  # bronze metadata columns start with an underscore
 HISTORY_KEY = ("source", "record_id", "updated_at")
 EVENT_INDEX = "event_index"  # silver.event_index: every event record seen, for incremental de-duplication
 EVENT_INDEX_COLUMNS = ("source", "record_id", "content_hash")
+PII_CONTACT_COLUMNS = ("source", "record_id", "country", "email_norm", "email_address", "phone_e164")  # silver.pii_contacts (RESTRICTED)
 CUSTOMER_RECORD_COLUMNS = (
     "source", "record_id", "country", "first_name", "last_name", "name_key", "date_of_birth", "gender", "city", "postcode",
     "email_reason", "phone_reason", "updated_at", "ingested_at",
@@ -145,7 +146,12 @@ def _ensure_meta(df: DataFrame) -> DataFrame:
 
 
 def standardized_contacts(gmail_rule: bool) -> Callable[[DataFrame], DataFrame]:
-    """Adds ``country``, ``email_norm``/``email_reason``, ``phone_e164``/``phone_reason``."""
+    """Adds ``country``, ``email_norm``/``email_reason``, ``email_address``, ``phone_e164``/``phone_reason``.
+
+    ``email_norm`` is the identity form (with ``gmail_rule``, Gmail's dots and ``+tags`` dropped: one
+    mailbox, one key); ``email_address`` is the same validated address as the person gave it (lower
+    case, NFKC, trimmed, nothing dropped), which ad platforms other than Google hash as it is.
+    """
     from cdp_spark.standardize import country_code, standardize_email, standardize_phone
 
     def apply(df: DataFrame) -> DataFrame:
@@ -157,6 +163,7 @@ def standardized_contacts(gmail_rule: bool) -> Callable[[DataFrame], DataFrame]:
             .withColumn("_phone", phone)
             .withColumn("email_norm", F.col("_email.value"))
             .withColumn("email_reason", F.col("_email.reason"))
+            .withColumn("email_address", F.when(F.col("_email.value").isNotNull(), standardize_email(_col_or_null(df, "email"), gmail_rule=False).getField("value")))
             .withColumn("phone_e164", F.col("_phone.value"))
             .withColumn("phone_reason", F.col("_phone.reason"))
             .drop("_email", "_phone")
@@ -184,6 +191,7 @@ def person_records(src: SourceConfig, df: DataFrame, *, gmail_rule: bool) -> Dat
         F.upper(F.trim(_col_or_null(df, "postcode"))).alias("postcode"),
         "email_norm",
         "email_reason",
+        "email_address",
         "phone_e164",
         "phone_reason",
         F.trim(_col_or_null(df, "customer_id")).alias("customer_id"),
@@ -266,6 +274,7 @@ def event_rows(src: SourceConfig, df: DataFrame, *, gmail_rule: bool) -> DataFra
         F.trim(_col_or_null(df, "customer_id")).alias("customer_id"),
         "email_norm",
         "email_reason",
+        "email_address",
         "phone_e164",
         "phone_reason",
         F.lower(F.trim(_col_or_null(df, "device_id"))).alias("device_id"),
@@ -427,14 +436,14 @@ def _assemble(
     contacts = []
     if latest is not None:
         id_frames.append(identifier_rows(latest.withColumn("event_ts", F.col("updated_at")), key=key))
-        contacts.append(latest.select("source", "record_id", "country", "email_norm", "phone_e164"))
+        contacts.append(latest.select(*PII_CONTACT_COLUMNS))
         tables["customer_records"] = latest.select(*CUSTOMER_RECORD_COLUMNS)
     if by_id is not None and events is not None:
         # Every record keeps its identifiers (so every record gets a customer_uid), even an event
         # whose content duplicates another's under a different id and is dropped from interactions.
         id_frames.append(identifier_rows(by_id, key=key))
         contacts.append(
-            events.where(F.col("email_norm").isNotNull() | F.col("phone_e164").isNotNull()).select("source", "record_id", "country", "email_norm", "phone_e164")
+            events.where(F.col("email_norm").isNotNull() | F.col("phone_e164").isNotNull()).select(*PII_CONTACT_COLUMNS)
         )
         tables["interactions"] = interactions_table(events.where(F.col("kind").isin(*EVENT_KINDS)))
     if contacts:
@@ -577,7 +586,7 @@ BATCHES_SCHEMA = (
     "bronze_versions string, rows_in long, started_at timestamp, committed_at timestamp"
 )
 # Bump when a change to this module changes silver's output for the same bronze: the next run rebuilds.
-BUILD_VERSION = 2
+BUILD_VERSION = 3  # 3: silver.pii_contacts.email_address
 # How each table takes an incremental batch: (operation, keys). Written in this order, the index last.
 INCREMENT_WRITES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fx_rates": ("overwrite", ()),

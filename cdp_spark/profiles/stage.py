@@ -67,7 +67,7 @@ def _as_of(inputs: ProfileInputs, run_date: date | None) -> date:
 
 def run_gold(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date | None = None) -> GoldReport:
     """Build and write gold (see the module docstring); a bad segment or export fails before any write."""
-    from cdp_spark.activation import check_export, hashed_contacts, run_exports
+    from cdp_spark.activation import check_export, contact_rows, run_exports
     from cdp_spark.segments import evaluate_segments, membership_updates, segment_changes, segment_frame, validate_segments
     from cdp_spark.segments.membership import MEMBERSHIP_KEYS
 
@@ -85,8 +85,10 @@ def run_gold(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date
     at = datetime.combine(run_date, time()) if run_date else datetime.now(timezone.utc).replace(tzinfo=None)
     log.info("gold as_of=%s run_id=%s", as_of, run_id)
 
-    profile = build_profile(inputs, rules=gold.survivorship, as_of=as_of)
-    features = build_features(inputs.orders, inputs.interactions, inputs.identity_map, inputs.records, cutoff=as_of)
+    profile = build_profile(inputs, rules=gold.survivorship, as_of=as_of, session_gap_minutes=gold.session_gap_minutes)
+    features = build_features(
+        inputs.orders, inputs.interactions, inputs.identity_map, inputs.records, cutoff=as_of, session_gap_minutes=gold.session_gap_minutes
+    )
     frame = segment_frame(profile, features)
     validate_segments(frame, gold.segments)
     segment_names = [s.name for s in gold.segments]
@@ -112,7 +114,7 @@ def run_gold(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date
 
     results = []
     if gold.exports:
-        contacts = hashed_contacts(lake.read("silver", "pii_contacts"), inputs.identifiers, inputs.identity_map)
+        contacts = contact_rows(lake.read("silver", "pii_contacts"), inputs.identifiers, inputs.identity_map, inputs.consents)
         previous: DataFrame | None = lake.read("gold", "export_state") if lake.exists("gold", "export_state") else None
         results, state = run_exports(profile, members, contacts, previous, gold.exports, root=cfg.paths.exports, run_id=run_id, at=at)
         lake.overwrite("gold", "export_state", state.localCheckpoint())
