@@ -213,6 +213,8 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         print(f"  {table:<36} {rows:>8,} row(s)")
     for run_dir in report.exports_delivered:
         print(f"  already delivered, tell the recipient: {run_dir}")
+    for n in report.blocked_subjects:
+        print(f"  subject #{n} is a shared or junk identifier (identity blocklist): it names no single person, nothing was erased through it")
     return 0
 
 

@@ -259,6 +259,8 @@ class PrivacyConfig(_Model):
     delivered_marker: str = "_DELIVERED"  # file a delivery job writes into an export run directory
     default_retention_days: int = Field(default=730, ge=1)  # events of countries without their own policy
     retention_days_by_country: dict[str, int] = Field(default_factory=dict)  # ISO alpha-2 -> days
+    # bronze.quarantine keeps raw lines that could not be parsed, for the sender to fix and re-deliver
+    quarantine_retention_days: int = Field(default=90, ge=1)
     residency: dict[str, str] = Field(default_factory=dict)  # ISO alpha-2 -> lakehouse root kept in-country
 
     @field_validator("retention_days_by_country", "residency")

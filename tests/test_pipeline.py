@@ -155,29 +155,57 @@ def test_spark_submit_entry_point_exists_for_every_stage(stage):
     assert f'stage_main("{stage}"' in job.read_text()
 
 
-def _texts_holding(root: Path, markers: set[str]) -> dict[str, int]:
-    """Per bronze/silver/gold table: rows of its current version holding any marker (case-insensitive)."""
+def _tables(root: Path) -> list[Path]:
+    return [t for t in sorted(p.parent for p in root.glob("*/*/_delta_log")) if t.parent.name in ("bronze", "silver", "gold")]
+
+
+def _subject_rows(frame, table: str, records: set[tuple[str, str]], uid: str, markers: set[str]) -> int:
+    """Rows of a bronze/silver/gold table (a pandas frame) that are the subject's: one of their records
+    (bronze: the table's own ``_record_key``), their customer uid, or text holding a marker."""
+    layer, name = table.split(".", 1)
+    hit = frame.astype(str).agg(" ".join, axis=1).str.lower().apply(lambda t: any(m in t for m in markers))
+    if layer == "bronze" and "_record_key" in frame:
+        hit |= frame["_record_key"].apply(lambda k: (name, k) in records)
+    if {"source", "record_id"} <= set(frame.columns):
+        hit |= [(s, r) in records for s, r in zip(frame["source"], frame["record_id"])]
+    if "customer_uid" in frame:
+        hit |= frame["customer_uid"] == uid
+    return int(hit.sum())
+
+
+def _tables_holding(root: Path, records: set[tuple[str, str]], uid: str, markers: set[str]) -> dict[str, int]:
+    """Per bronze/silver/gold table with any: the subject's rows in its current version."""
     found = {}
-    for table in sorted(p.parent for p in root.glob("*/*/_delta_log")):
-        if table.parent.name not in ("bronze", "silver", "gold"):
-            continue
-        rows = deltalake.DeltaTable(str(table)).to_pandas().astype(str).agg(" ".join, axis=1).str.lower()
-        found[f"{table.parent.name}.{table.name}"] = int(rows.apply(lambda t: any(m in t for m in markers)).sum())
-    return found
+    for table in _tables(root):
+        label = f"{table.parent.name}.{table.name}"
+        found[label] = _subject_rows(deltalake.DeltaTable(str(table)).to_pandas(), label, records, uid, markers)
+    return {t: n for t, n in found.items() if n}
 
 
-def _files_holding(root: Path, markers: set[str]) -> list[str]:
+def _files_holding(root: Path, records: set[tuple[str, str]], uid: str, markers: set[str]) -> list[str]:
+    """Data files on disk (live or not) holding a row of the subject."""
     import pyarrow.parquet as pq
 
+    return [
+        str(file.relative_to(root))
+        for table in _tables(root)
+        for file in sorted(table.rglob("*.parquet"))
+        if _subject_rows(pq.read_table(file).to_pandas(), f"{table.parent.name}.{table.name}", records, uid, markers)
+    ]
+
+
+def _export_rows_holding(exports: Path, uid: str, hashes: set[str]) -> list[str]:
+    import csv
+
     hits = []
-    for file in sorted(f for layer in ("bronze", "silver", "gold") for f in (root / layer).rglob("*.parquet")):
-        text = " ".join(str(v) for row in pq.read_table(file).to_pylist() for v in row.values()).lower()
-        if any(m in text for m in markers):
-            hits.append(str(file.relative_to(root)))
+    for data in sorted(exports.rglob("part-*.csv")):
+        with data.open() as fh:
+            hits += [str(data) for row in csv.DictReader(fh) if row.get("customer_uid") == uid or hashes & set(row.values())]
     return hits
 
 
 def test_erasure_on_demo_data_leaves_no_row_no_file_and_survives_reingestion(demo_run, spark, tmp_path, capsys):
+    import hashlib
     import shutil
 
     from cdp_spark.cli import main
@@ -195,25 +223,37 @@ def test_erasure_on_demo_data_leaves_no_row_no_file_and_survives_reingestion(dem
     )
     cfg2 = load_config(copy)
     lake = lake_for(spark, cfg2)
-    # A CRM customer with a non-Gmail address (Gmail's dots and +tags make raw and normalized differ).
+    root, exports = Path(cfg2.paths.lakehouse), Path(cfg2.paths.exports)
+    # A CRM customer with a non-Gmail address (Gmail's dots and +tags make raw and normalized differ)
+    # who is in an export, so the export rewrite is exercised too.
+    exported = {r.customer_uid for r in lake.read("gold", "export_state").select("customer_uid").distinct().collect()}
     contact = (
         lake.read("silver", "pii_contacts").where((F.col("source") == "crm_customers") & F.col("email_norm").isNotNull() & ~F.col("email_norm").contains("gmail"))
-        .join(lake.read("gold", "identity_map"), ["source", "record_id"]).orderBy("record_id").first()
+        .join(lake.read("gold", "identity_map"), ["source", "record_id"]).where(F.col("customer_uid").isin(*sorted(exported)))
+        .orderBy("record_id").first()
     )
     email, uid = contact["email_norm"], contact["customer_uid"]
-    markers = {email.lower(), uid.lower()}
-    landing = Path(cfg2.paths.landing)
-    originals = [f for f in sorted(landing.rglob("*")) if f.is_file() and email in f.read_text(errors="ignore").lower()]
-    assert originals and sum(_texts_holding(Path(cfg2.paths.lakehouse), markers).values()) > 0
+    records = {(r.source, r.record_id) for r in lake.read("gold", "identity_map").where(F.col("customer_uid") == uid).collect()}
+    phones = {r.phone_e164 for r in lake.read("silver", "pii_contacts").join(
+        lake.read("gold", "identity_map").where(F.col("customer_uid") == uid), ["source", "record_id"]).collect() if r.phone_e164}
+    markers = {email.lower(), uid.lower(), *phones}
+    email_hash = hashlib.sha256(email.lower().encode()).hexdigest()
+    before = _tables_holding(root, records, uid, markers)
+    assert len(records) > 3 and before["bronze.crm_customers"] and before["gold.customer_profile"] == 1
+    assert _export_rows_holding(exports, uid, {email_hash}), "the oracle must see the customer in an export before erasure"
 
     capsys.readouterr()
     assert main(["forget", "--config", str(copy), "--subject", f"email:{email}", "--run-id", "erase-demo"]) == 0
     printed = capsys.readouterr().out
     assert "erasure erase-demo: 1 subject(s), 1 customer(s)" in printed, printed
-    assert {t: n for t, n in _texts_holding(Path(cfg2.paths.lakehouse), markers).items() if n} == {}
-    assert _files_holding(Path(cfg2.paths.lakehouse), markers) == []
-    # The same landing files delivered again (new names, so bronze reads them): nothing comes back.
-    for f in originals:
+    assert _tables_holding(root, records, uid, markers) == {}
+    assert _files_holding(root, records, uid, markers) == []
+    assert _export_rows_holding(exports, uid, {email_hash}) == []
+    bronze_removed = sum(n for t, n in lake.read("ops", "erasure_log").first()["rows_removed"].items() if t.startswith("bronze.") and t != "bronze.quarantine")
+
+    # Every landing file delivered again (new names, so bronze reads them all) ...
+    landing = Path(cfg2.paths.landing)
+    for f in [f for f in sorted(landing.rglob("*")) if f.is_file()]:
         shutil.copy(f, f.with_name(f"{f.stem}_again{f.suffix}"))
     # ... and a line naming the subject that cannot be parsed (it would land in quarantine, raw text and all)
     json_file = next(f for f in sorted(landing.rglob("*.jsonl")) if "_again" not in f.name)
@@ -221,6 +261,39 @@ def test_erasure_on_demo_data_leaves_no_row_no_file_and_survives_reingestion(dem
     bronze = run_stage(spark, cfg2, "bronze", run_id="reingest")
     assert bronze.status == "succeeded" and bronze.rows_in > 0
     suppressed = lake.read("ops", "ingestion_log").where(F.col("run_id") == "reingest").agg(F.sum("rows_suppressed")).first()[0]
-    assert suppressed >= len(originals) + 1
+    assert suppressed >= bronze_removed + 1  # every erased bronze row, and the broken line
     assert run_stage(spark, cfg2, "silver", run_id="reingest").status == "succeeded"
-    assert {t: n for t, n in _texts_holding(Path(cfg2.paths.lakehouse), markers).items() if n} == {}
+    assert _tables_holding(root, records, uid, markers) == {}
+
+
+def test_demo_summary_prints_segment_sizes_and_export_paths(demo_run, spark):
+    from cdp_spark.demo import summary_text
+
+    cfg, _, results = demo_run
+    lines = summary_text(spark, cfg, results).splitlines()
+    [sizes] = [ast.literal_eval(line.split(": ", 1)[1]) for line in lines if line.startswith("gold segment_sizes: ")]
+    [paths] = [ast.literal_eval(line.split(": ", 1)[1]) for line in lines if line.startswith("gold exports: ")]
+    assert sorted(sizes) == sorted(s.name for s in cfg.gold.segments) and all(isinstance(n, int) for n in sizes.values())
+    assert sorted(paths) == sorted(e.name for e in cfg.gold.exports)
+    for name, path in paths.items():
+        assert Path(path, "manifest.json").is_file() and Path(path).parent.name == name
+
+
+def test_gold_and_exports_of_the_demo_hold_no_raw_email_or_phone_and_doctor_says_so(demo_run, spark, tmp_path):
+    from datetime import datetime
+
+    from cdp_spark.activation.exports import write_export
+    from cdp_spark.config import ExportConfig
+    from cdp_spark.doctor import checks
+    from cdp_spark.privacy import scan_for_raw_pii
+
+    cfg, _, _ = demo_run
+    assert scan_for_raw_pii(spark, cfg) == []
+    assert ("PII scan of gold and exports", True, "no raw emails or phone numbers found") in checks(cfg)
+    # a leaked export elsewhere: doctor fails the check and names the file
+    leaky = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"exports": str(tmp_path)})})
+    dest = ExportConfig(name="crm_sync", segments=("s",), fields=("email_sha256",), format="csv")
+    write_export(spark.createDataFrame([("cu_1", "ana@lopez.com.tr")], "customer_uid string, email_sha256 string"), dest,
+                 str(tmp_path / "crm_sync" / "r1"), run_id="r1", created_at=datetime(2026, 1, 1), counts={"rows": 1})
+    [scan] = [row for row in checks(leaky) if row[0] == "PII scan of gold and exports"]
+    assert scan[1] is False and "exports/crm_sync/r1/" in scan[2] and "email_sha256: 1 values look like emails" in scan[2]

@@ -161,9 +161,9 @@ def _build(spark, base: Path) -> None:
     for name, df in bronze.items():
         lake.overwrite("bronze", name, df)
     quarantine = spark.createDataFrame(
-        [("crm", "/landing/crm.txt", 7, "record", "bad date", "CRM-A9,ana.lopez+promo@gmail.com,Ana,31.02.1990"),
-         ("crm", "/landing/crm.txt", 8, "record", "bad date", "CRM-B9,bora.yilmaz@mail.com.tr,Bora,31.02.1991")],
-        "source string, file_path string, line long, level string, reason string, raw string",
+        [("crm", "/landing/crm.txt", 7, "record", "bad date", "CRM-A9,ana.lopez+promo@gmail.com,Ana,31.02.1990", D(2025, 12, 1)),
+         ("crm", "/landing/crm.txt", 8, "record", "bad date", "CRM-B9,bora.yilmaz@mail.com.tr,Bora,31.02.1991", D(2026, 1, 10))],
+        "source string, file_path string, line long, level string, reason string, raw string, ingested_at timestamp",
     )
     lake.overwrite("bronze", "quarantine", quarantine)
     for name, df in _silver_frames(spark, key).items():
@@ -306,7 +306,8 @@ def test_forget_by_an_address_that_only_an_earlier_version_of_a_record_carried(s
     lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
     typo = "bora.yilmz@mail.com.tr"  # Bora's address until the CRM corrected it on 2025-11-02
     earlier = ("CRM-B2", typo, "0532 123 45 67", "TR", "Bora", "Yilmaz", "2025-06-01T10:00:00")
-    lake.append("bronze", "crm", spark.createDataFrame(_meta([earlier], "crm", 0, 3), _bronze_frames(spark)["crm"].schema))
+    delivered = [(*r[:-2], "/landing/crm-2025-06.txt", 1) for r in _meta([earlier], "crm", 0, 3)]  # an older landing file
+    lake.append("bronze", "crm", spark.createDataFrame(delivered, _bronze_frames(spark)["crm"].schema))
     versions = [
         ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), "analopez@gmail.com"),
         ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"]),
@@ -346,6 +347,153 @@ def test_a_blocklisted_address_in_an_earlier_version_erases_no_customer(spark, l
     assert (report.customers, report.records) == (0, 0)
     assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_bora", "cu_zed"]
     assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1", "CRM-B2"]
+
+
+HISTORY_SCHEMA = "source string, record_id string, country string, first_name string, last_name string, updated_at timestamp, email_norm string, phone_e164 string"
+
+
+def _append_bronze_version(spark, lake: Lake, source: str, row: tuple, *, file: str) -> None:
+    """An earlier version of a record, from an older landing file."""
+    meta = [(*r[:-2], file, 1) for r in _meta([row], source, 0, 3)]
+    lake.append("bronze", source, spark.createDataFrame(meta, _bronze_frames(spark)[source].schema))
+
+
+def test_a_recycled_phone_in_an_earlier_version_stays_with_its_new_holder(spark, lakehouse):
+    """Bora's CRM record once carried the phone number Ana holds now: erasing Bora erases neither
+    Ana's rows nor her phone (it is not suppressed at intake: it is hers now)."""
+    cfg, _, key = lakehouse
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    _append_bronze_version(spark, lake, "crm", ("CRM-B2", BORA_IDS["email"], "+49 30 12345678", "TR", "Bora", "Yilmaz", "2023-03-01T10:00:00"), file="/landing/crm-2023.txt")
+    lake.overwrite("silver", "customer_record_history", spark.createDataFrame([
+        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), ANA_IDS["email"], ANA_IDS["phone"]),
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"], BORA_IDS["phone"]),
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2023, 3, 1, 10), BORA_IDS["email"], ANA_IDS["phone"]),
+    ], HISTORY_SCHEMA))
+
+    report = forget(spark, cfg, [f"email:{BORA_IDS['email']}"], run_id="erase-bora")
+
+    assert (report.customers, report.records) == (1, 4)  # cu_bora: CRM-B2, WEB-B3, ORD-B2, CON-B2
+    assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1"]  # both of Bora's versions went
+    assert _sorted_keys(lake, "silver", "customer_record_history", "record_id") == ["CRM-A1"]
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_zed"]
+    assert sorted(r.record_id for r in lake.read("silver", "identifiers").where(F.col("id_type") == "phone").collect()) == ["CRM-A1"]
+    suppressed = {(r.id_type, r.id_key) for r in lake.read("ops", "suppression").collect()}
+    assert suppressed == {(t, hkey(key, t, v)) for t, v in BORA_IDS.items()}  # not Ana's phone
+
+
+def test_identifiers_that_name_no_single_person_erase_nothing(spark, lakehouse):
+    """A blocklisted (shared) cookie, a configured junk address and an address that earlier versions
+    of more records carried than the per-type cap: each names no one, so nothing is erased or suppressed."""
+    _, base, key = lakehouse
+    cfg = parse_config(
+        {**_config(base).model_dump(mode="json"), "identity": {"junk_values": ["frontdesk@hotel-berlin.de"], "per_type_caps": {"email": 1}}}, base_dir=base
+    )
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    lake.overwrite("gold", "identity_blocklist", spark.createDataFrame(
+        [(f"cookie_id:{hkey(key, 'cookie_id', ANA_IDS['cookie_id'])}", "cookie_id", "shared by 3 customers on 9 records", 3, 9)],
+        "node string, id_type string, reason string, customers long, records long"))
+    lake.overwrite("silver", "customer_record_history", spark.createDataFrame([
+        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), ANA_IDS["email"], ANA_IDS["phone"]),
+        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2024, 1, 1, 10), "frontdesk@hotel-berlin.de", None),
+        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2023, 1, 1, 10), "reception@hotel-adlon.de", None),
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"], BORA_IDS["phone"]),
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2023, 1, 1, 10), "reception@hotel-adlon.de", None),
+    ], HISTORY_SCHEMA))
+    versions = {f"{layer}.{n}": lake.version(layer, n) for layer in ("bronze", "silver", "gold") for n in lake.tables(layer)}
+
+    report = forget(spark, cfg, [f"cookie_id:{ANA_IDS['cookie_id']}", "email:frontdesk@hotel-berlin.de", "email:reception@hotel-adlon.de"], run_id="erase-shared")
+
+    assert (report.customers, report.records, report.rows_removed, report.suppressed_keys) == (0, 0, {}, 0)
+    assert report.blocked_subjects == (1, 2, 3)
+    assert {f"{layer}.{n}": lake.version(layer, n) for layer in ("bronze", "silver", "gold") for n in lake.tables(layer)} == versions
+
+
+def test_a_customers_pre_merge_uids_are_erased_with_it(spark, lakehouse):
+    """Rows an earlier run wrote under uids since merged into the customer (scores, segment history,
+    export state) belong to the same person: a subject naming any uid of the chain erases them all."""
+    cfg, _, _ = lakehouse
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    at = D(2025, 1, 1)
+    lake.overwrite("gold", "customer_id_registry", spark.createDataFrame([
+        ("cu_ana", "active", None, None, at, "r1", "r1"),
+        ("cu_bora", "active", None, None, at, "r1", "r3"),
+        ("cu_bora_2024", "merged", "cu_bora", None, at, "r1", "r3"),
+        ("cu_bora_2023", "merged", "cu_bora_2024", None, at, "r1", "r2"),
+    ], "customer_uid string, status string, merged_into string, split_from string, created_at timestamp, created_run_id string, updated_run_id string"))
+    lake.append("gold", "customer_scores", spark.createDataFrame(
+        [("cu_bora_2023", date(2024, 6, 1), 0.4), ("cu_bora_2024", date(2025, 1, 1), 0.5)], "customer_uid string, scoring_date date, churn double"))
+    lake.append("gold", "segment_membership", spark.createDataFrame([("buyers", "cu_bora_2024", "r2")], "segment string, customer_uid string, entered_run_id string"))
+
+    report = forget(spark, cfg, ["customer_uid:cu_bora_2024"], run_id="erase-old-uid")
+
+    assert report.customers == 3
+    for table in ("customer_scores", "segment_membership", "customer_id_registry", "customer_profile"):
+        assert [u for u in _sorted_keys(lake, "gold", table, "customer_uid") if u.startswith("cu_bora")] == [], table
+    assert _sorted_keys(lake, "gold", "customer_scores", "customer_uid") == ["cu_ana"]
+    assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1"]
+
+
+def test_erasure_reaches_bronze_rows_silver_never_keyed_and_their_quality_rejects(spark, lakehouse):
+    """An order of Bora's that the quality gate rejected and a re-delivery of his event under a new id
+    never reached silver.identifiers; intake's own check finds them in bronze, and their rows in
+    silver.quality_rejects and silver.event_index go too."""
+    cfg, base, key = lakehouse
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    _append_bronze_version(spark, lake, "shop", ("ORD-B9", "CRM-B2", -80.0, "EUR", "TR", "2025-12-04T12:00:00"), file="/landing/shop-2.txt")
+    _append_bronze_version(spark, lake, "shop", ("ORD-A9", "CRM-A1", -5.0, "EUR", "DE", "2025-12-04T12:00:00"), file="/landing/shop-3.txt")
+    _append_bronze_version(spark, lake, "web", ("WEB-B3b", "CRM-B2", None, "add_to_cart", "TR", "2024-01-05T09:00:00"), file="/landing/web-2.txt")
+    rejects = [(f"s-{r}", "orders", json.dumps({"source": "shop", "record_id": r}, separators=(",", ":")), "amount_non_negative", "error", D(2026, 1, 10))
+               for r in ("ORD-B9", "ORD-A9")]
+    lake.overwrite("silver", "quality_rejects", spark.createDataFrame(
+        rejects, "run_id string, table string, record_key string, expectation string, severity string, rejected_at timestamp"))
+    lake.overwrite("silver", "event_index", spark.createDataFrame(
+        [("web", r[0], f"h-{r[0]}") for r in WEB] + [("web", "WEB-B3b", "h-WEB-B3")], "source string, record_id string, content_hash string"))
+
+    report = forget(spark, cfg, [f"email:{BORA_IDS['email']}"], run_id="erase-bora")
+
+    assert (report.customers, report.records) == (1, 6)  # the four resolved records, ORD-B9 and WEB-B3b
+    assert _sorted_keys(lake, "bronze", "shop", "_record_key") == ["ORD-A1", "ORD-A9"]
+    assert _sorted_keys(lake, "bronze", "web", "_record_key") == ["WEB-A1", "WEB-A2", "WEB-Z4"]
+    assert [json.loads(k)["record_id"] for k in _sorted_keys(lake, "silver", "quality_rejects", "record_key")] == ["ORD-A9"]
+    assert _sorted_keys(lake, "silver", "event_index", "record_id") == ["WEB-A1", "WEB-A2", "WEB-Z4"]
+    assert _rows_holding(_parquet_texts(base / "lake"), _markers(key, BORA_IDS, {"cu_bora", "ORD-B9", "WEB-B3b", "-80.0"})) == []
+
+
+def test_an_objection_to_profiling_withdraws_the_customers_earlier_scores(spark, tmp_path):
+    from cdp_spark.privacy.objection import objecting_customers, withdraw_scores
+
+    cfg = _config(tmp_path)
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    lake.overwrite("gold", "customer_profile", spark.createDataFrame(
+        [("cu_ana", False), ("cu_bora", True), ("cu_zed", None)], "customer_uid string, consent_profiling boolean"))
+    scores = spark.createDataFrame(
+        [("cu_ana", date(2025, 12, 1), 0.3), ("cu_ana", date(2026, 1, 1), 0.2), ("cu_bora", date(2026, 1, 1), 0.7), ("cu_zed", date(2026, 1, 1), 0.1)],
+        "customer_uid string, scoring_date date, churn double",
+    )
+    lake.overwrite("gold", "customer_scores", scores)
+
+    objecting = objecting_customers(lake, cfg)
+    assertDataFrameEqual(objecting, spark.createDataFrame([("cu_ana",)], "customer_uid string"))  # no record (cu_zed) is no objection
+    assert withdraw_scores(spark, lake, objecting, cfg) == 2
+    assertDataFrameEqual(lake.read("gold", "customer_scores"), scores.where(F.col("customer_uid") != "cu_ana"))
+    off = parse_config({**cfg.model_dump(mode="json"), "privacy": {"objecting_purposes_block_scores": False}}, base_dir=tmp_path)
+    assert objecting_customers(lake, off) is None
+
+
+def test_a_national_id_is_kept_out_at_intake_keyed_as_silver_keys_it(spark):
+    from cdp_spark.privacy.subjects import parse_subject
+
+    key = b"k" * 32
+    suppressed = spark.createDataFrame([(hkey(key, "national_id", "DE:T22000129"),)], "id_key string")
+    rows = spark.createDataFrame(
+        [("L1", "t22 000-129", "Germany"), ("L2", "T22000130", "DE"), ("L3", "T22000129", "AT"), ("L4", None, "DE")], "legacy_id string, nid string, country string"
+    )
+    kept, dropped = apply_suppression(rows, key=key, suppressed=suppressed, columns={"national_id": "nid"}, country_col="country")
+    assertDataFrameEqual(dropped, rows.where(F.col("legacy_id") == "L1"))  # same id in another country is someone else
+    assertDataFrameEqual(kept, rows.where(F.col("legacy_id") != "L1"))
+    assert parse_subject("national_id:de:T22 000 129", sources=()).country == "DE"
+    with pytest.raises(ErasureRequestError, match="national_id:<CC>:<id>"):
+        parse_subject("national_id:T22000129", sources=())
 
 
 def test_apply_suppression_standardizes_raw_values_like_silver(spark):
@@ -390,6 +538,16 @@ def test_purge_drops_stale_anonymous_visitors_and_events_past_their_country_rete
     assert _rows_holding(_parquet_texts(base / "lake"), {"WEB-Z4", "WEB-B3", "ck-zed-999"}) == []
 
 
+def test_purge_drops_quarantined_lines_past_their_retention(spark, lakehouse):
+    cfg, base, _ = lakehouse
+    cfg = _config(base, quarantine_retention_days=30)
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    out = purge_expired(spark, cfg, run_date=date(2026, 1, 15), run_id="purge-q")
+    assert out["rows_removed"]["bronze.quarantine"] == 1
+    assert _sorted_keys(lake, "bronze", "quarantine", "line") == [8]  # ingested 2026-01-10; line 7 (2025-12-01) is past 30 days
+    assert _rows_holding(_parquet_texts(base / "lake"), {"CRM-A9"}) == []
+
+
 def test_pii_scan_finds_raw_contacts_but_not_hashes_or_dates(spark, tmp_path):
     cfg = _config(tmp_path)
     lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
@@ -399,6 +557,8 @@ def test_pii_scan_finds_raw_contacts_but_not_hashes_or_dates(spark, tmp_path):
     rows += [("cu_x", digests[0], "2024-01-05", "call +905321234567 or mail ana@lopez.com.tr"), ("cu_y", digests[1], "2024", "0532 123 45 67")]
     # not phones: a Brazilian postcode with a leading 0, and an event id with a long digit run
     rows += [("cu_z", digests[2], "2024", "00197146"), ("we-0027724096783969", digests[3], "2024", None)]
+    # nor fractions of decimal numbers (fitted model parameters as JSON)
+    rows += [("cu_w", digests[4], "2024", '{"q": 4.049842559581345, "log_likelihood": -931.0552534945732, "p": 0.0123456789}')]
     lake.overwrite("gold", "customer_profile", spark.createDataFrame(rows, "customer_uid string, email_sha256 string, updated string, note string"))
     lake.overwrite("gold", "customer_scores", spark.createDataFrame([("cu_1", 0.5)], "customer_uid string, churn double"))
     dest = ExportConfig(name="ads", segments=("s",), fields=("email_sha256",), format="csv")

@@ -182,6 +182,66 @@ def test_a_batch_killed_between_tables_is_finished_by_the_next_run_without_doubl
     _assert_equals_full_rebuild(spark, cfg, lake)
 
 
+def _record_ids(lake: Lake) -> dict[str, list[str]]:
+    tables = ("customer_records", "customer_record_history", "identifiers", "interactions", "orders", "pii_contacts", "event_index")
+    return {t: sorted({r.record_id for r in lake.read("silver", t).select("record_id").collect()}) for t in tables if lake.exists("silver", t)}
+
+
+def test_a_subject_erased_while_a_batch_was_down_does_not_come_back_with_its_replay(spark, tmp_path, two_deliveries, monkeypatch):
+    """The replay reads the bronze versions its first attempt read, which still hold the erased rows:
+    they are dropped as intake drops them, and forget leaves bronze's old files for the replay."""
+    from cdp_spark.privacy import forget
+
+    cfg, _ = two_deliveries
+    cfg = cfg.model_copy(update={"privacy": cfg.privacy.model_copy(update={"vacuum_retention_hours": 0})})
+    lake = Lake(spark, cfg.paths.lakehouse)
+
+    def crash_after_identifiers(point: str, detail: str | None = None) -> None:
+        if point == "silver.between_tables" and detail == "identifiers":
+            raise _Crash(detail)
+
+    monkeypatch.setattr(silver_mod, "fault_point", crash_after_identifiers)
+    with pytest.raises(_Crash):
+        run_silver(spark, cfg, run_id="s2")
+    monkeypatch.undo()
+
+    report = forget(spark, cfg, ["email:ana@uol.com.br"], run_id="erase-c3")  # C3, new in the crashed batch
+    assert report.records == 3  # C3's CRM record, its order O3 and its login we-3
+    assert sorted(report.files_vacuumed) == [t for t in sorted(report.files_vacuumed) if not t.startswith("bronze.")]
+
+    again = run_silver(spark, cfg, run_id="s2-rerun")
+
+    assert (again.batch, again.mode) == (2, "incremental")
+    ids = _record_ids(lake)
+    assert [t for t, recs in ids.items() if {"C3", "O3", "we-3"} & set(recs)] == []
+    assert ids["customer_records"] == ["C1", "C2"]
+    _assert_equals_full_rebuild(spark, cfg, lake)
+
+
+def test_an_erasure_reaches_a_row_the_quality_gate_rejected(spark, tmp_path, two_deliveries):
+    from cdp_spark.privacy import forget
+
+    cfg, _ = two_deliveries
+    lake = Lake(spark, cfg.paths.lakehouse)
+    run_silver(spark, cfg, run_id="s2")
+    refund = {"order_id": "O4", "customer_id": "C3", "order_ts": "2025-04-04T12:00:00-03:00", "currency": "BRL", "amount": -5.0, "items": 1, "country": "BR", "status": "completed"}
+    _deliver(tmp_path / "landing", {"orders/orders_3.jsonl": [refund]})
+    run_bronze(spark, cfg, run_id="b3")
+    run_silver(spark, cfg, run_id="s3")
+    rejected = sorted({json.loads(r.record_key)["record_id"] for r in lake.read("silver", "quality_rejects").collect()})
+    assert rejected == ["O4"] and "O4" not in _record_ids(lake)["orders"]  # the negative amount was rejected, not keyed
+
+    report = forget(spark, cfg, ["email:ana@uol.com.br"], run_id="erase-c3")
+
+    assert report.records == 4  # C3, O3, we-3 and the rejected O4
+    assert sorted(r._record_key for r in lake.read("bronze", "orders").collect()) == ["O1", "O2"]
+    assert lake.read("silver", "quality_rejects").count() == 0
+    # the same file delivered again under a new name: kept out at intake
+    _deliver(tmp_path / "landing", {"orders/orders_3_again.jsonl": [refund]})
+    assert run_bronze(spark, cfg, run_id="b4").rows_suppressed == 1
+    assert sorted(r._record_key for r in lake.read("bronze", "orders").collect()) == ["O1", "O2"]
+
+
 def test_a_critical_failure_in_a_batch_leaves_silver_at_its_previous_version(spark, tmp_path, two_deliveries):
     _, _ = two_deliveries
     lake = Lake(spark, str(tmp_path / "lake"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import IdentityConfig
@@ -63,6 +63,16 @@ def _require(df: DataFrame, cols: Sequence[str], where: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise MissingColumnsError(missing, where)
+
+
+def junk_nodes(spark: SparkSession, junk_values: Sequence[str], key: bytes) -> DataFrame:
+    """``node``: configured junk values (``identity.junk_values``) hashed as silver hashes identifiers,
+    for every type they could be."""
+    from cdp_spark.privacy.pseudonymize import keyed_hash
+
+    rows = [(t, v.strip().lower()) for v in junk_values for t in ("email", "phone", "device_id", "cookie_id", "loyalty_id", "customer_id")]
+    df = spark.createDataFrame(rows, "id_type string, value string")
+    return df.select(node_col(F.col("id_type"), keyed_hash(F.concat(F.col("id_type"), F.lit(":"), F.col("value")), key)).alias("node"))
 
 
 def blocklist(identifiers: DataFrame, cfg: IdentityConfig, junk_keys: DataFrame | None = None) -> DataFrame:

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.faults import fault_point
-from cdp_spark.identity.graph import blocklist, build_edges, node_col, prune_weak_links, record_components
+from cdp_spark.identity.graph import blocklist, build_edges, junk_nodes, node_col, prune_weak_links, record_components
 from cdp_spark.ops import lake_for
 
 log = logging.getLogger(__name__)
@@ -139,15 +139,6 @@ def updated_registry(registry: DataFrame | None, assignment: DataFrame, merges: 
     return old.unionByName(new_rows)
 
 
-def _junk_nodes(spark: SparkSession, cfg: CdpConfig, key: bytes) -> DataFrame:
-    """Configured junk values hashed as silver hashes identifiers, for every type they could be."""
-    from cdp_spark.privacy.pseudonymize import keyed_hash
-
-    rows = [(t, v.strip().lower()) for v in cfg.identity.junk_values for t in ("email", "phone", "device_id", "cookie_id", "loyalty_id", "customer_id")]
-    df = spark.createDataFrame(rows, "id_type string, value string")
-    return df.select(node_col(F.col("id_type"), keyed_hash(F.concat(F.col("id_type"), F.lit(":"), F.col("value")), key)).alias("node"))
-
-
 def _expired_anonymous(identifiers: DataFrame, rc: DataFrame, *, cutoff: datetime) -> DataFrame:
     """Components made only of anonymous identifiers, last seen before ``cutoff``."""
     per_comp = identifiers.join(rc.select("source", "record_id", "component"), ["source", "record_id"]).groupBy("component").agg(
@@ -191,7 +182,7 @@ def run_identity(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: 
 
     # Checkpoints, not caches: a cached frame keeps its plan, and with it every shuffle file that
     # built it, on the local disk until the stage ends; a checkpoint lets the cleaner delete them.
-    blocked = blocklist(identifiers, cfg.identity, _junk_nodes(spark, cfg, key)).localCheckpoint()
+    blocked = blocklist(identifiers, cfg.identity, junk_nodes(spark, cfg.identity.junk_values, key)).localCheckpoint()
     link_types = {tuple(r.types): r.confidence for r in cfg.identity.link_rules} or None
     edges = build_edges(identifiers, blocked, link_types)
     edges = _with_probabilistic_edges(spark, cfg, lake, edges, identifiers, blocked).localCheckpoint()

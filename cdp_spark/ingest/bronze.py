@@ -156,17 +156,12 @@ def _suppression_list(spark: SparkSession, cfg: CdpConfig, lakes: list[Lake]) ->
 
 def _suppressed_split(ctx: _RunContext, src: SourceConfig, frame: DataFrame) -> tuple[DataFrame, DataFrame | None]:
     """``(kept, suppressed)`` bronze rows: a row carrying an erased identifier never lands again."""
-    from cdp_spark.privacy._identifiers import ID_TYPES
-    from cdp_spark.privacy.suppression import apply_suppression
+    from cdp_spark.privacy.suppression import suppress_source_rows
 
     if ctx.suppression is None or ctx.key is None:
         return frame, None
-    columns = {t: f for t in ID_TYPES if (f := _source_field(src, t)) in frame.columns}
-    if not columns:
-        return frame, None
-    return apply_suppression(
-        frame, key=ctx.key, suppressed=ctx.suppression, columns=columns, country_col="_country", gmail_rule=ctx.cfg.silver.gmail_normalization
-    )
+    split = suppress_source_rows(frame, src, key=ctx.key, suppressed=ctx.suppression, gmail_rule=ctx.cfg.silver.gmail_normalization)
+    return split if split is not None else (frame, None)
 
 
 def _suppressed_quarantine(ctx: _RunContext, src: SourceConfig, frame: DataFrame) -> tuple[DataFrame, DataFrame | None]:

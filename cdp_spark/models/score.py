@@ -22,6 +22,7 @@ from cdp_spark.models.datasets import TASKS
 from cdp_spark.models.metrics import with_probability
 from cdp_spark.models.train import features_at, model_name, read_inputs, setup_mlflow
 from cdp_spark.ops import lake_for
+from cdp_spark.privacy.objection import objecting_customers, withdraw_scores
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +87,15 @@ def run_score(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: dat
         scores = scores.join(clv, "customer_uid", "left").withColumn("clv_mlflow_run_id", F.lit(latest["mlflow_run_id"]))
         details["clv"] = f"params from MLflow run {latest['mlflow_run_id']}"
     scores = scores.withColumn("scoring_date", F.lit(as_of)).withColumn("run_id", F.lit(run_id))
-    scores = _respect_profiling_objections(lake, scores, cfg)
+    objecting = objecting_customers(lake, cfg)
+    if objecting is not None:
+        objecting = objecting.localCheckpoint()
+        scores = scores.join(objecting, "customer_uid", "left_anti")
     fault_point("score.before_upsert")
     result = lake.upsert("gold", "customer_scores", scores, keys=["customer_uid", "scoring_date"])
+    if objecting is not None:
+        details["scores_withdrawn"] = withdraw_scores(spark, lake, objecting, cfg)
     rows_out = lake.read("gold", "customer_scores").where(F.col("scoring_date") == F.lit(as_of)).count()
     log.info("scored %d customers for %s (version %s)", rows_out, as_of, result.version)
     features.unpersist()
     return ScoreReport(rows_in=features.count(), rows_out=rows_out, details=details)
-
-
-def _respect_profiling_objections(lake, scores: DataFrame, cfg: CdpConfig) -> DataFrame:
-    """No profiling scores for customers whose current ``profiling`` consent is revoked (when configured)."""
-    if not cfg.privacy.objecting_purposes_block_scores or not lake.exists("gold", "customer_profile"):
-        return scores
-    profile = lake.read("gold", "customer_profile")
-    col = next((c for c in ("consent_profiling",) if c in profile.columns), None)
-    if col is None:
-        return scores
-    objecting = profile.where(F.col(col) == F.lit(False)).select("customer_uid")
-    return scores.join(objecting, "customer_uid", "left_anti")

@@ -702,6 +702,28 @@ def _read_batch(spark: SparkSession, cfg: CdpConfig, lake: Lake, plan: BatchPlan
     return plan, {name: lake.read("bronze", name, version=v) for name, v in plan.versions.items()}
 
 
+def _without_erased(cfg: CdpConfig, lake: Lake, bronze: dict[str, DataFrame], key: bytes) -> dict[str, DataFrame]:
+    """A replayed batch reads the bronze versions its first attempt read, and a subject erased since
+    the crash is still in those versions: drop their rows as intake does (``ops.suppression``)."""
+    from cdp_spark.privacy.suppression import SUPPRESSION_TABLE, suppress_source_rows
+
+    if not cfg.privacy.suppression_enabled or not lake.exists(*SUPPRESSION_TABLE):
+        return bronze
+    listed = lake.read(*SUPPRESSION_TABLE).select("id_key").localCheckpoint()
+    sources = {s.name: s for s in cfg.sources}
+    kept = {}
+    for name, df in bronze.items():
+        split = suppress_source_rows(df, sources[name], key=key, suppressed=listed, gmail_rule=cfg.silver.gmail_normalization) if name in sources else None
+        kept[name] = df if split is None else split[0]
+    return kept
+
+
+def pending_batch(lake: Lake) -> int | None:
+    """The number of a silver batch that started and did not finish (the next run replays it), else None."""
+    rows = _batches(lake)
+    return rows[-1]["batch"] if rows and rows[-1]["status"] == "started" else None
+
+
 def _write(lake: Lake, name: str, df: DataFrame, *, mode: str, txn) -> None:
     if mode == "full":
         result = lake.overwrite("silver", name, df, txn=txn)
@@ -741,6 +763,8 @@ def run_silver(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: da
         log.info("silver is up to date: no bronze rows added since its last batch")
         return SilverReport(rows_in=0, rows_out=0)
     plan, bronze = _read_batch(spark, cfg, lake, plan)
+    if plan.replay:
+        bronze = _without_erased(cfg, lake, bronze, key)
     log.info("silver batch %d (%s%s): %s", plan.batch, plan.mode, ", replay" if plan.replay else "", plan.reason or f"bronze versions {plan.since} -> {plan.versions}")
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     rows_in = sum(df.count() for df in bronze.values())

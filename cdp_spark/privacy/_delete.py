@@ -72,9 +72,15 @@ class Predicates:
                 self._spark.catalog.dropTempView(view)
             self._views.clear()
 
-    def isin(self, columns: Sequence[str], keys: KeySet) -> str | None:
-        """``(cols) IN (...)`` for the key set; None when it is known to be empty."""
-        target = ", ".join(_quoted(c) for c in columns)
+    def isin(self, columns: Sequence[str], keys: KeySet, *, sql: Sequence[str] | None = None) -> str | None:
+        """``(cols) IN (...)`` for the key set; None when it is known to be empty.
+
+        ``sql``: SQL expressions to compare instead of the columns themselves, one per key column
+        (``get_json_object(record_key, '$.source')``); the key set's values are compared as text.
+        """
+        if sql is not None and len(sql) != len(columns):
+            raise ValueError(f"isin: {len(sql)} expression(s) for {len(columns)} key column(s)")
+        target = ", ".join(sql if sql is not None else [_quoted(c) for c in columns])
         target = target if len(columns) == 1 else f"({target})"
         if keys.rows is not None:
             if not keys.rows:

@@ -25,20 +25,24 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
+from cdp_spark.errors import CdpError
+from cdp_spark.identity.graph import junk_nodes, node_col
 from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
+from cdp_spark.pipeline.silver import IDENTIFIER_VALUE_COLUMNS, RECORD_ID_TYPE, identifier_rows, pending_batch
 from cdp_spark.privacy import _exports
 from cdp_spark.privacy._delete import KeySet, Predicates, any_of, delete_where, key_set
-from cdp_spark.pipeline.silver import IDENTIFIER_VALUE_COLUMNS, RECORD_ID_TYPE, identifier_rows
 from cdp_spark.privacy._identifiers import ID_TYPES
 from cdp_spark.privacy.pseudonymize import load_secret
 from cdp_spark.privacy.subjects import CUSTOMER, IDENTIFIER, RECORD, parse_subject, subject_frame
-from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA
+from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA, suppress_source_rows
+from cdp_spark.quality.gate import REJECTS_TABLE
 
 log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
 CONSENT_SUBJECT_TYPES = ("customer_id", "email")  # silver.consents subject types
+ROW_KEY = ("_file_path", "_file_hash", "_line")  # one bronze row: its landing file (path and content) and line
 MIN_NEEDLE = 6  # shortest raw value matched inside quarantined text (shorter ones match too much)
 ERASURE_LOG_SCHEMA = T.StructType(
     [
@@ -68,6 +72,7 @@ class ErasureReport:
     exports_delivered: tuple[str, ...] = ()  # delivered run directories that held an erased customer
     suppressed_keys: int = 0
     seconds: float = 0.0
+    blocked_subjects: tuple[int, ...] = ()  # 1-based positions of subjects naming a shared or junk identifier
 
 
 def _union(frames: Sequence[DataFrame]) -> DataFrame:
@@ -90,34 +95,73 @@ def _history_identifiers(lake: Lake, key: bytes) -> DataFrame | None:
     return rows.where(F.col("id_type") != RECORD_ID_TYPE).select("source", "record_id", "id_type", "id_key")
 
 
-def _unblocked(keys: DataFrame, lake: Lake) -> DataFrame:
-    """``keys`` (``id_type, id_key``...) minus the identifiers of ``gold.identity_blocklist``: shared or
-    junk values never identify one person."""
+def _blocked_nodes(spark: SparkSession, cfg: CdpConfig, lake: Lake, key: bytes) -> DataFrame:
+    """``node``: identifiers that never identify one person, as in the identity graph: the shared ones of
+    ``gold.identity_blocklist`` and the configured junk values (``identity.junk_values``), which also
+    covers junk that only an earlier record version carried."""
+    frames = [junk_nodes(spark, cfg.identity.junk_values, key)]
     blocked = _table(lake, "gold", "identity_blocklist")
-    if blocked is None:
-        return keys
-    return keys.join(blocked.select("node"), F.concat(F.col("id_type"), F.lit(":"), F.col("id_key")) == F.col("node"), "left_anti")
+    if blocked is not None:
+        frames.append(blocked.select("node"))
+    return _union(frames).distinct().localCheckpoint()
 
 
-def _resolve(subj: DataFrame, lake: Lake, history: DataFrame | None) -> tuple[DataFrame, DataFrame]:
+def _unblocked(keys: DataFrame, blocked: DataFrame) -> DataFrame:
+    """``keys`` (``id_type, id_key``...) minus the ``blocked`` nodes."""
+    return keys.join(F.broadcast(blocked), node_col() == F.col("node"), "left_anti")
+
+
+def _shared_in_history(subj: DataFrame, history: DataFrame, cfg: CdpConfig) -> DataFrame:
+    """``node``: subject identifiers that earlier versions of more person records carried than identity
+    allows one customer (``identity.per_type_caps``): shared, as the graph would judge them, they name no one."""
+    ids = subj.where(F.col("kind") == IDENTIFIER).select("id_type", "id_key").distinct()
+    cap = F.lit(None).cast("int")
+    for id_type, limit in cfg.identity.per_type_caps.items():
+        cap = F.when(F.col("id_type") == id_type, F.lit(limit)).otherwise(cap)
+    carriers = history.join(F.broadcast(ids), ["id_type", "id_key"]).select("id_type", "id_key", "source", "record_id").distinct()
+    per_key = carriers.groupBy("id_type", "id_key").agg(F.count(F.lit(1)).alias("records"))
+    return per_key.where(cap.isNotNull() & (F.col("records") > cap)).select(node_col().alias("node"))
+
+
+def _with_merged(uids: DataFrame, lake: Lake, *, max_hops: int = 32) -> DataFrame:
+    """``uids`` (``n, customer_uid``) plus every uid merged into one of them and every uid one of them
+    was merged into (``gold.customer_id_registry.merged_into``, followed both ways): rows an earlier
+    run wrote under a customer's pre-merge uid (score and segment history, export state) are theirs too."""
+    registry = _table(lake, "gold", "customer_id_registry")
+    if registry is None or "merged_into" not in registry.columns:
+        return uids.distinct().localCheckpoint()
+    merged = registry.where(F.col("merged_into").isNotNull()).select("customer_uid", "merged_into").localCheckpoint()
+    found = uids.distinct().localCheckpoint()
+    size = found.count()
+    for _ in range(max_hops):
+        forward = found.join(merged, "customer_uid").select("n", F.col("merged_into").alias("customer_uid"))
+        backward = found.join(merged.withColumnRenamed("customer_uid", "_from"), F.col("customer_uid") == F.col("merged_into")).select("n", F.col("_from").alias("customer_uid"))
+        grown = found.unionByName(forward).unionByName(backward).distinct().localCheckpoint()
+        grown_size = grown.count()
+        if grown_size == size:
+            return grown
+        found, size = grown, grown_size
+    raise CdpError(f"erasure: gold.customer_id_registry has merge chains longer than {max_hops} hops; check the registry for cycles")
+
+
+def _resolve(subj: DataFrame, lake: Lake, history: DataFrame | None, blocked: DataFrame) -> tuple[DataFrame, DataFrame]:
     """``(n, customer_uid)`` and ``(n, source, record_id)`` linked to each subject.
 
     A person record that carried the subject's identifier in any version (``history``, from
     :func:`_history_identifiers`) counts as the subject's record, as if it had been named: it and the
-    customer it resolved to are erased, unless the identifier is blocklisted (as in the graph).
+    customer it resolved to are erased. Blocked identifiers (:func:`_blocked_nodes`) are never followed.
     """
     nodes, imap, idents = _table(lake, "gold", "identity_nodes"), _table(lake, "gold", "identity_map"), _table(lake, "silver", "identifiers")
-    ids = subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key")
+    ids = _unblocked(subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key"), blocked).localCheckpoint()
     recs = subj.where(F.col("kind") == RECORD).select("n", "source", "record_id")
     if history is not None:
-        recs = recs.unionByName(history.join(F.broadcast(_unblocked(ids, lake)), ["id_type", "id_key"]).select("n", "source", "record_id"))
+        recs = recs.unionByName(history.join(F.broadcast(ids), ["id_type", "id_key"]).select("n", "source", "record_id"))
     uid_links = [subj.where(F.col("kind") == CUSTOMER).select("n", "customer_uid")]
     if nodes is not None:
-        node = F.concat(F.col("id_type"), F.lit(":"), F.col("id_key"))
-        uid_links.append(ids.join(nodes.select("node", "customer_uid"), node == F.col("node")).select("n", "customer_uid"))
+        uid_links.append(ids.join(nodes.select("node", "customer_uid"), node_col() == F.col("node")).select("n", "customer_uid"))
     if imap is not None:
         uid_links.append(recs.join(imap.select("source", "record_id", "customer_uid"), ["source", "record_id"]).select("n", "customer_uid"))
-    uids = _union(uid_links).distinct().localCheckpoint()
+    uids = _with_merged(_union(uid_links), lake)
     rec_links = [recs]
     if imap is not None:
         rec_links.append(uids.join(imap.select("customer_uid", "source", "record_id"), "customer_uid").select("n", "source", "record_id"))
@@ -126,14 +170,13 @@ def _resolve(subj: DataFrame, lake: Lake, history: DataFrame | None) -> tuple[Da
     return uids, _union(rec_links).distinct().localCheckpoint()
 
 
-def _identifier_keys(subj: DataFrame, records: DataFrame, lake: Lake, history: DataFrame | None) -> DataFrame:
-    """``n, id_type, id_key``: every identifier of the subjects and of their records (in any version of
-    a person record), minus blocklisted ones."""
+def _current_keys(subj: DataFrame, records: DataFrame, lake: Lake, blocked: DataFrame) -> DataFrame:
+    """``n, id_type, id_key``: the subjects' identifiers and those their records carry now, minus blocked ones."""
     keys = [subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key")]
-    for table in (_table(lake, "silver", "identifiers"), history):
-        if table is not None:
-            keys.append(table.join(records, ["source", "record_id"]).select("n", "id_type", "id_key"))
-    return _unblocked(_union(keys).distinct(), lake).localCheckpoint()
+    idents = _table(lake, "silver", "identifiers")
+    if idents is not None:
+        keys.append(idents.join(records, ["source", "record_id"]).select("n", "id_type", "id_key"))
+    return _unblocked(_union(keys).distinct(), blocked).localCheckpoint()
 
 
 def _with_unresolved(records: DataFrame, keys: DataFrame, lake: Lake) -> DataFrame:
@@ -143,6 +186,64 @@ def _with_unresolved(records: DataFrame, keys: DataFrame, lake: Lake) -> DataFra
         return records
     carrying = idents.join(keys, ["id_type", "id_key"]).select("n", "source", "record_id")
     return records.unionByName(carrying).distinct().localCheckpoint()
+
+
+def _former_keys(records: DataFrame, current: DataFrame, lake: Lake, history: DataFrame | None, blocked: DataFrame) -> DataFrame | None:
+    """``n, id_type, id_key``: identifiers that only earlier versions of the records carried (an old
+    address, a corrected typo), minus blocked ones and minus any that a record outside ``records``
+    carries now: a recycled phone number belongs to its new holder, whose rows must not be erased
+    or kept out at intake. They are suppressed, never followed to other records."""
+    if history is None:
+        return None
+    former = _unblocked(history.join(records, ["source", "record_id"]).select("n", "id_type", "id_key").distinct(), blocked)
+    former = former.join(current.select("id_type", "id_key"), ["id_type", "id_key"], "left_anti").localCheckpoint()
+    idents = _table(lake, "silver", "identifiers")
+    if idents is not None:
+        carriers = idents.join(F.broadcast(former.select("id_type", "id_key").distinct()), ["id_type", "id_key"])
+        held = carriers.join(records.select("source", "record_id"), ["source", "record_id"], "left_anti").select("id_type", "id_key")
+        former = former.join(held, ["id_type", "id_key"], "left_anti")
+    return former.localCheckpoint()
+
+
+def _blocked_subjects(subj: DataFrame, blocked: DataFrame) -> list[int]:
+    """Positions (1-based) of identifier subjects that are blocked: shared or junk, they name no one."""
+    named = subj.where(F.col("kind") == IDENTIFIER).join(F.broadcast(blocked), node_col() == F.col("node"), "left_semi")
+    return sorted(int(r["n"]) + 1 for r in named.select("n").collect())
+
+
+def _sweep_bronze(cfg: CdpConfig, lake: Lake, tables: Sequence[str], suppression: DataFrame, key: bytes) -> dict[str, DataFrame]:
+    """Per bronze table, ``ROW_KEY`` (as text) and ``_record_key`` of the rows that
+    carry an erased identifier key, found as intake finds them (:func:`suppress_source_rows`).
+
+    Resolution reaches the rows silver turned into records; this also reaches the rows it did not
+    (rejected by the quality gate, re-deliveries of the same content under a new id)."""
+    sources = {s.name: s for s in cfg.sources}
+    hits: dict[str, DataFrame] = {}
+    for name in tables:
+        if name not in sources:
+            log.warning("erasure: bronze.%s has no source in the config; its rows are erased by record only", name)
+            continue
+        split = suppress_source_rows(lake.read("bronze", name), sources[name], key=key, suppressed=suppression, gmail_rule=cfg.silver.gmail_normalization)
+        if split is None:
+            continue
+        row_key = [c for c in ROW_KEY if c in split[1].columns]
+        found = split[1].select(*[F.col(c).cast("string").alias(c) for c in row_key], "_record_key").localCheckpoint()
+        if found.take(1):
+            hits[name] = found
+    return hits
+
+
+def _never_resolved(hits: dict[str, DataFrame], lake: Lake) -> DataFrame | None:
+    """``source, record_id`` of swept bronze rows whose record silver never keyed (a rejected row, a
+    duplicate): they are the subject's and are erased as records. A swept row of a live record is an
+    old version of someone else's record and is deleted alone."""
+    if not hits:
+        return None
+    found = _union([h.select(F.lit(name).alias("source"), F.col("_record_key").alias("record_id")) for name, h in hits.items()]).distinct()
+    idents = _table(lake, "silver", "identifiers")
+    if idents is not None:
+        found = found.join(idents.select("source", "record_id"), ["source", "record_id"], "left_anti")
+    return found
 
 
 def _suppression_rows(subj: DataFrame, keys: DataFrame, *, run_id: str, at: datetime) -> DataFrame:
@@ -193,14 +294,29 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
     bound = cfg.privacy.erasure_in_list_max
     subj = subject_frame(spark, parsed, key=key, gmail_rule=cfg.silver.gmail_normalization)
 
-    # Lazy, scanned by both steps below: re-reading the versions is cheaper than materializing their keys.
+    # Lazy, scanned by the steps below: re-reading the versions is cheaper than materializing their keys.
     history = _history_identifiers(lake, key)
-    subject_uids, subject_records = _resolve(subj, lake, history)
-    id_keys = _identifier_keys(subj, subject_records, lake, history)
-    subject_records = _with_unresolved(subject_records, id_keys, lake)
+    blocked = _blocked_nodes(spark, cfg, lake, key)
+    if history is not None:
+        blocked = blocked.unionByName(_shared_in_history(subj, history, cfg)).distinct().localCheckpoint()
+    if named_no_one := _blocked_subjects(subj, blocked):
+        log.warning(
+            "erasure %s: subject(s) #%s name a shared or junk identifier (gold.identity_blocklist, identity.junk_values, or carried "
+            "by more person records than identity.per_type_caps allows); it identifies no single person, so nothing is erased or "
+            "suppressed through it", run_id, ", #".join(map(str, named_no_one)),
+        )
+    subject_uids, subject_records = _resolve(subj, lake, history, blocked)
+    current = _current_keys(subj, subject_records, lake, blocked)
+    subject_records = _with_unresolved(subject_records, current, lake)
+    former = _former_keys(subject_records, current, lake, history, blocked)
+    id_keys = current if former is None else current.unionByName(former).distinct().localCheckpoint()
+    suppression = _suppression_rows(subj, id_keys, run_id=run_id, at=at)
+    swept = _sweep_bronze(cfg, lake, bronze_tables, suppression, key)
+    unkeyed = _never_resolved(swept, lake)
+    if unkeyed is not None:
+        subject_records = subject_records.unionByName(unkeyed.select(F.lit(-1).alias("n"), "source", "record_id")).distinct().localCheckpoint()
     uids = key_set(subject_uids.select("customer_uid"), bound=bound)
     records = key_set(subject_records.select("source", "record_id"), bound=bound)
-    suppression = _suppression_rows(subj, id_keys, run_id=run_id, at=at)
     consent_keys = key_set(
         suppression.where(F.col("id_type").isin(*CONSENT_SUBJECT_TYPES)).select(F.col("id_type").alias("subject_type"), F.col("id_key").alias("subject_key")),
         bound=bound,
@@ -218,7 +334,13 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
         for name in bronze_tables:
             if "_record_key" in lake.read("bronze", name).columns:
                 mine = records.restrict("source", name, keep=["record_id"])
-                removed[f"bronze.{name}"] = delete_where(lake, "bronze", name, preds.isin(["_record_key"], mine))
+                row_key = [c for c in swept[name].columns if c in ROW_KEY] if name in swept else []
+                rows = key_set(swept[name].select(*row_key), bound=bound) if row_key else None
+                predicate = any_of(
+                    preds.isin(["_record_key"], mine),
+                    preds.isin(row_key, rows, sql=[f"CAST(`{c}` AS STRING)" for c in row_key]) if rows else None,
+                )
+                removed[f"bronze.{name}"] = delete_where(lake, "bronze", name, predicate)
         if lake.exists("bronze", QUARANTINE):
             needles.createOrReplaceTempView(view := f"_cdp_needles_{uuid.uuid4().hex}")
             try:
@@ -233,6 +355,9 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
                     preds.isin(["customer_uid"], uids) if "customer_uid" in cols else None,
                     preds.isin(["source", "record_id"], records) if {"source", "record_id"} <= cols else None,
                     preds.isin(["subject_type", "subject_key"], consent_keys) if {"subject_type", "subject_key"} <= cols else None,
+                    # silver.quality_rejects keys a rejected row as JSON text ({"source": ..., "record_id": ...})
+                    preds.isin(["source", "record_id"], records, sql=[f"get_json_object(record_key, '$.{c}')" for c in ("source", "record_id")])
+                    if (layer, name) == REJECTS_TABLE and "record_key" in cols else None,
                 )
                 if predicate is not None:
                     removed[f"{layer}.{name}"] = delete_where(lake, layer, name, predicate)
@@ -248,8 +373,16 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
             elif n := _exports.rewrite_without(spark, run, uids.frame, run_id=run_id):
                 rewritten[run.directory] = n
 
+    replay = pending_batch(lake)
+    if replay is not None:
+        log.warning(
+            "erasure %s: silver batch %d did not finish; its replay reads the bronze versions it started from (and drops the erased "
+            "rows), so bronze is not vacuumed now: run silver, then `cdp purge` vacuums it", run_id, replay,
+        )
     vacuumed = {
-        label: len(lake.vacuum(*label.split(".", 1), retention_hours=cfg.privacy.vacuum_retention_hours)) for label, n in removed.items() if n
+        label: len(lake.vacuum(*label.split(".", 1), retention_hours=cfg.privacy.vacuum_retention_hours))
+        for label, n in removed.items()
+        if n and not (replay is not None and label.startswith("bronze."))
     }
     removed = {k: v for k, v in removed.items() if v}
     _write_log(spark, lake, subj, subject_uids, subject_records, removed, rewritten, delivered, run_id=run_id, at=at, batch=len(parsed))
@@ -264,6 +397,7 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
         exports_delivered=tuple(delivered),
         suppressed_keys=suppressed_n if cfg.privacy.suppression_enabled else 0,
         seconds=round(time.monotonic() - started, 3),
+        blocked_subjects=tuple(named_no_one),
     )
     log.info("erasure %s done in %.1fs: %d row(s) removed from %d table(s)", run_id, report.seconds, sum(removed.values()), len(removed))
     return report

@@ -19,6 +19,8 @@ from cdp_spark.privacy._identifiers import ANONYMOUS_TYPES
 
 log = logging.getLogger(__name__)
 
+QUARANTINE = "quarantine"  # bronze.quarantine: raw lines that could not be parsed
+
 # silver event table -> its time column; both carry ISO alpha-2 ``country``
 EVENT_TABLES = {"interactions": "event_ts", "orders": "order_ts"}
 
@@ -112,7 +114,8 @@ def purge_expired(spark: SparkSession, cfg: CdpConfig, *, run_date: date, run_id
     2. Events (``silver.interactions``, ``silver.orders`` and their identifier/contact rows,
        ``gold.identity_map`` rows, and the bronze rows with the same source record key) older than
        ``privacy.retention_days_by_country[country]`` or ``privacy.default_retention_days``.
-    3. Vacuum every bronze, silver and gold table with ``privacy.vacuum_retention_hours``, so
+    3. Raw lines in ``bronze.quarantine`` ingested more than ``privacy.quarantine_retention_days`` ago.
+    4. Vacuum every bronze, silver and gold table with ``privacy.vacuum_retention_hours``, so
        files replaced by earlier erasures and purges are deleted once older than the retention.
 
     Returns ``anonymous_customers``, ``anonymous_records``, ``expired_events``,
@@ -153,6 +156,14 @@ def purge_expired(spark: SparkSession, cfg: CdpConfig, *, run_date: date, run_id
             out["expired_events"] = events.size
             # consents are kept: they are the proof of consent, with their own legal basis
             merge(_delete_records(lake, preds, events, None, skip=("silver.consents",)))
+
+        if lake.exists("bronze", QUARANTINE):
+            quarantined = lake.read("bronze", QUARANTINE)
+            if "ingested_at" in quarantined.columns:
+                cutoff = run_day - timedelta(days=cfg.privacy.quarantine_retention_days)
+                merge({f"bronze.{QUARANTINE}": delete_where(lake, "bronze", QUARANTINE, f"ingested_at < TIMESTAMP'{cutoff.isoformat(sep=' ')}'")})
+            else:
+                log.warning("purge: bronze.%s has no ingested_at column; its raw lines are not purged by age", QUARANTINE)
 
     for layer in ("bronze", "silver", "gold"):
         for name in lake.tables(layer):

@@ -20,9 +20,10 @@ EMAIL_PATTERN = r"[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(\.[\p{L}\p{N}-]+)*\.\p{L}{2,
 # groups (``0532 123 45 67``) of at least 9 digits. The lookarounds stop matches inside longer
 # words and ids (``we-0027724096783969``), so a digit run inside a hex digest (always next to a-f
 # letters) never matches; neither do dates, plain integers not starting with 0, or 8-digit
-# postcodes with a leading 0 (Brazil's ``00197146``).
+# postcodes with a leading 0 (Brazil's ``00197146``), nor the fraction of a decimal number
+# (``-931.0552534945732`` in a JSON of fitted model parameters).
 PHONE_PATTERN = (
-    r"(?<![\w+\-])(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,13}"
+    r"(?<![\w+\-])(?<![0-9]\.)(\+[1-9][0-9]{7,14}|00[1-9][0-9]{7,13}"
     r"|0(?=(?:[ ./-]?[0-9]){8})[0-9]{2,4}[ ./-]?[0-9]{3,4}[ .-]?[0-9]{2,4}([ .-]?[0-9]{2})?)(?![\w])"
 )
 

@@ -4,6 +4,7 @@ A subject is one of
 
 * ``email:<address>``                      standardized like silver (NFKC, case, gmail rule)
 * ``phone:<E.164 number>`` or ``phone:<CC>:<national number>`` (``phone:DE:0151 2345678``)
+* ``national_id:<CC>:<id>``                 a national id is unique within its country only
 * ``customer_id:``, ``loyalty_id:``, ``device_id:``, ``cookie_id:``, ``legacy_id:<value>``
 * ``customer_uid:<uid>``                    a gold customer
 * ``<source>:<record_id>``                   a source record (``crm_customers:C123``)
@@ -39,7 +40,7 @@ class Subject:
     kind: str  # IDENTIFIER | CUSTOMER | RECORD
     value: str  # identifier value, customer uid or record id, as given
     id_type: str | None = None
-    country: str | None = None  # phones in national format
+    country: str | None = None  # phones in national format, national ids
     source: str | None = None
 
 
@@ -49,10 +50,12 @@ def parse_subject(text: str, *, sources: Collection[str], where: str = "subject"
     rest = rest.strip()
     if not sep or not prefix or not rest:
         raise ErasureRequestError(f"{where}: expected '<type>:<value>' (email:, phone:, customer_uid:, <source>:<record_id>), got no ':' or an empty part")
-    if prefix == "phone":
+    if prefix in ("phone", "national_id"):
         cc, sep2, number = rest.partition(":")
         if sep2 and len(cc) == 2 and cc.isalpha():
-            return Subject(IDENTIFIER, number.strip(), "phone", cc.upper())
+            return Subject(IDENTIFIER, number.strip(), prefix, cc.upper())
+        if prefix == "national_id":
+            raise ErasureRequestError(f"{where}: a national id is only unique within its country; write national_id:<CC>:<id> (national_id:DE:T22000129)")
         return Subject(IDENTIFIER, rest, "phone")
     if prefix in ID_TYPES:
         return Subject(IDENTIFIER, rest, prefix)

@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdp_spark.config import SourceConfig
 from cdp_spark.errors import MissingColumnsError
 from cdp_spark.privacy._identifiers import ID_TYPES, id_key, standardized_value
 
@@ -30,6 +31,30 @@ SUPPRESSION_SCHEMA = T.StructType(
         T.StructField("suppressed_at", T.TimestampType(), False),
     ]
 )
+
+
+def source_identifier_columns(src: SourceConfig, available: Sequence[str]) -> dict[str, str]:
+    """Identifier type -> the column of a raw (bronze) row of ``src`` that holds it, for the types it has.
+
+    A source names its fields its own way; ``src.columns`` maps source fields to canonical names
+    (``{e_mail: email}``), so the canonical identifier type is looked up through it.
+    """
+    field_of = {canonical: name for name, canonical in src.columns.items()}
+    present = set(available)
+    return {t: f for t in ID_TYPES if (f := t if t in src.columns else field_of.get(t, t)) in present}
+
+
+def suppress_source_rows(
+    df: DataFrame, src: SourceConfig, *, key: bytes, suppressed: DataFrame, gmail_rule: bool, country_col: str = "_country"
+) -> tuple[DataFrame, DataFrame] | None:
+    """``(kept, suppressed)`` rows of a raw batch or bronze table of ``src`` (see :func:`apply_suppression`);
+    None when the source carries no identifier column."""
+    columns = source_identifier_columns(src, df.columns)
+    if not columns:
+        return None
+    return apply_suppression(
+        df, key=key, suppressed=suppressed, columns=columns, country_col=country_col if country_col in df.columns else None, gmail_rule=gmail_rule
+    )
 
 
 def apply_suppression(
