@@ -1,8 +1,10 @@
 """Smoke test of scripts/bench.py: two tiny scales, the incremental run and the markdown, end to end.
 
-Runs in the default suite (no bench/slow marker), so it is as small as the pipeline allows: two
-scales of a few hundred customers over 60 days (the bench shortens the model label windows to fit),
-no baselines, no warm-up, two shuffle partitions and few GBT iterations. Never asserts on timings.
+Marked ``bench``: it runs the whole pipeline three times in a JVM of its own (about 9 minutes on two
+idle cores), so it is not in the default suite; ``./scripts/test.sh --bench`` runs it, and so does CI
+after the default suite. It is as small as the pipeline allows: two scales of a few hundred customers
+over 60 days (the bench shortens the model label windows to fit), no baselines, no warm-up, two
+shuffle partitions and few GBT iterations. Never asserts on timings.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 
 from cdp_spark.pipeline import STAGES
 
-pytestmark = pytest.mark.timeout(1800)  # the whole pipeline four times; slow when the machine is shared
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]  # the whole pipeline three times; slow when the machine is shared
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = (150, 300)
