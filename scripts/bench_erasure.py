@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2))
     print(f"wrote {args.out}")
+    left = {t: n for r in results for t, n in r["left_behind"].items() if n}
+    if left:
+        print(f"erased addresses left behind: {left}", file=sys.stderr)
+        return 1
     return 0
 
 

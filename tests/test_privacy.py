@@ -349,36 +349,98 @@ def test_a_blocklisted_address_in_an_earlier_version_erases_no_customer(spark, l
     assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1", "CRM-B2"]
 
 
-HISTORY_SCHEMA = "source string, record_id string, country string, first_name string, last_name string, updated_at timestamp, email_norm string, phone_e164 string"
+HISTORY_SCHEMA = ("source string, record_id string, country string, first_name string, last_name string, updated_at timestamp, "
+                  "email_norm string, phone_e164 string, customer_id string")
+
+
+def _history(spark, lake: Lake, versions: list[tuple]) -> None:
+    """silver.customer_record_history from (source, record_id, country, first, last, updated_at, email, phone)
+    versions; a CRM record is its own customer account (customer_id), a legacy record has none."""
+    rows = [(*v, v[1] if v[0] == "crm" else None) for v in versions]
+    lake.overwrite("silver", "customer_record_history", spark.createDataFrame(rows, HISTORY_SCHEMA))
+
+
+COUNTRY_AT = {"crm": 3, "web": 4, "shop": 4, "optin": 5}  # position of the country in a raw row of the source
 
 
 def _append_bronze_version(spark, lake: Lake, source: str, row: tuple, *, file: str) -> None:
     """An earlier version of a record, from an older landing file."""
-    meta = [(*r[:-2], file, 1) for r in _meta([row], source, 0, 3)]
+    meta = [(*r[:-2], file, 1) for r in _meta([row], source, 0, COUNTRY_AT[source])]
     lake.append("bronze", source, spark.createDataFrame(meta, _bronze_frames(spark)[source].schema))
 
 
-def test_a_recycled_phone_in_an_earlier_version_stays_with_its_new_holder(spark, lakehouse):
-    """Bora's CRM record once carried the phone number Ana holds now: erasing Bora erases neither
-    Ana's rows nor her phone (it is not suppressed at intake: it is hers now)."""
-    cfg, _, key = lakehouse
+CURRENT_VERSIONS = [
+    ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), ANA_IDS["email"], ANA_IDS["phone"]),
+    ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"], BORA_IDS["phone"]),
+]
+BORA_OLD_EMAIL = "bora.old@mail.com.tr"
+
+
+@pytest.fixture
+def bora_once_had_anas_number(spark, lakehouse):
+    """Bora's 2023 CRM version carried his old address and the phone number Ana holds now; a consent
+    sent to the old address (CON-B9) was never linked to him."""
+    cfg, base, key = lakehouse
     lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
-    _append_bronze_version(spark, lake, "crm", ("CRM-B2", BORA_IDS["email"], "+49 30 12345678", "TR", "Bora", "Yilmaz", "2023-03-01T10:00:00"), file="/landing/crm-2023.txt")
-    lake.overwrite("silver", "customer_record_history", spark.createDataFrame([
-        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), ANA_IDS["email"], ANA_IDS["phone"]),
-        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"], BORA_IDS["phone"]),
-        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2023, 3, 1, 10), BORA_IDS["email"], ANA_IDS["phone"]),
-    ], HISTORY_SCHEMA))
+    _append_bronze_version(spark, lake, "crm", ("CRM-B2", BORA_OLD_EMAIL, "+49 30 12345678", "TR", "Bora", "Yilmaz", "2023-03-01T10:00:00"), file="/landing/crm-2023.txt")
+    _history(spark, lake, [*CURRENT_VERSIONS, ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2023, 3, 1, 10), BORA_OLD_EMAIL, ANA_IDS["phone"])])
+    _append_bronze_version(spark, lake, "optin", ("CON-B9", None, BORA_OLD_EMAIL, "marketing_email", "granted", "TR", "2023-03-02T08:00:00"), file="/landing/optin-2023.txt")
+    lake.append("silver", "identifiers", spark.createDataFrame(
+        [("optin", "CON-B9", "email", hkey(key, "email", BORA_OLD_EMAIL), False, "TR", D(2023, 3, 2, 8))], lake.read("silver", "identifiers").schema))
+    lake.append("silver", "consents", spark.createDataFrame(
+        [("optin", "CON-B9", "TR", "email", hkey(key, "email", BORA_OLD_EMAIL), "marketing_email", True, D(2023, 3, 2, 8), None, True)],
+        lake.read("silver", "consents").schema))
+    return cfg, base, key, lake
+
+
+def test_erasing_a_person_reaches_their_old_address_but_not_the_number_someone_else_holds_now(spark, bora_once_had_anas_number):
+    """Erasing Bora: the consent sent to his old address goes too and the old address is kept out at
+    intake; the phone number his old version carried is Ana's now, so Ana's rows stay and it is not
+    suppressed."""
+    cfg, _, key, lake = bora_once_had_anas_number
 
     report = forget(spark, cfg, [f"email:{BORA_IDS['email']}"], run_id="erase-bora")
 
-    assert (report.customers, report.records) == (1, 4)  # cu_bora: CRM-B2, WEB-B3, ORD-B2, CON-B2
+    assert (report.customers, report.records) == (1, 5)  # cu_bora: CRM-B2, WEB-B3, ORD-B2, CON-B2, and CON-B9
     assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1"]  # both of Bora's versions went
+    assert _sorted_keys(lake, "bronze", "optin", "_record_key") == ["CON-A1"]
+    assert _sorted_keys(lake, "silver", "consents", "record_id") == ["CON-A1"]
     assert _sorted_keys(lake, "silver", "customer_record_history", "record_id") == ["CRM-A1"]
     assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_zed"]
     assert sorted(r.record_id for r in lake.read("silver", "identifiers").where(F.col("id_type") == "phone").collect()) == ["CRM-A1"]
     suppressed = {(r.id_type, r.id_key) for r in lake.read("ops", "suppression").collect()}
-    assert suppressed == {(t, hkey(key, t, v)) for t, v in BORA_IDS.items()}  # not Ana's phone
+    assert suppressed == {(t, hkey(key, t, v)) for t, v in BORA_IDS.items()} | {("email", hkey(key, "email", BORA_OLD_EMAIL))}
+
+
+def test_erasing_the_new_holder_of_a_recycled_number_leaves_its_old_holder(spark, bora_once_had_anas_number):
+    cfg, _, key, lake = bora_once_had_anas_number
+
+    report = forget(spark, cfg, [f"phone:{ANA_IDS['phone']}"], run_id="erase-ana")
+
+    assert (report.customers, report.blocked_subjects) == (1, ())
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_bora", "cu_zed"]
+    assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-B2", "CRM-B2"]  # Bora's 2023 version too: the number was his then
+    assert _sorted_keys(lake, "silver", "customer_record_history", "record_id") == ["CRM-B2", "CRM-B2"]
+
+
+def test_one_person_with_a_crm_and_a_legacy_record_is_not_a_shared_identifier(spark, lakehouse):
+    """Caps count customer accounts, as in the graph: Bora's CRM record and his legacy record both
+    carried his old number once; with a cap of one account per phone, it is still one person."""
+    _, base, key = lakehouse
+    cfg = parse_config({**_config(base).model_dump(mode="json"), "identity": {"per_type_caps": {"phone": 1}}}, base_dir=base)
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    old_phone = "+905559876543"
+    _history(spark, lake, [
+        *CURRENT_VERSIONS,
+        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2022, 5, 1, 10), BORA_IDS["email"], old_phone),
+        ("legacy", "L-77", "TR", "Bora", "Yilmaz", D(2019, 1, 1, 10), None, old_phone),
+    ])
+
+    report = forget(spark, cfg, [f"phone:{old_phone}"], run_id="erase-old-phone")
+
+    assert (report.customers, report.blocked_subjects) == (1, ())
+    assert _sorted_keys(lake, "gold", "customer_profile", "customer_uid") == ["cu_ana", "cu_zed"]
+    assert _sorted_keys(lake, "silver", "customer_record_history", "record_id") == ["CRM-A1"]  # L-77 went with CRM-B2
 
 
 def test_identifiers_that_name_no_single_person_erase_nothing(spark, lakehouse):
@@ -392,13 +454,12 @@ def test_identifiers_that_name_no_single_person_erase_nothing(spark, lakehouse):
     lake.overwrite("gold", "identity_blocklist", spark.createDataFrame(
         [(f"cookie_id:{hkey(key, 'cookie_id', ANA_IDS['cookie_id'])}", "cookie_id", "shared by 3 customers on 9 records", 3, 9)],
         "node string, id_type string, reason string, customers long, records long"))
-    lake.overwrite("silver", "customer_record_history", spark.createDataFrame([
-        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2025, 11, 1, 10), ANA_IDS["email"], ANA_IDS["phone"]),
+    _history(spark, lake, [
+        *CURRENT_VERSIONS,
         ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2024, 1, 1, 10), "frontdesk@hotel-berlin.de", None),
-        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2023, 1, 1, 10), "reception@hotel-adlon.de", None),
-        ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2025, 11, 2, 10), BORA_IDS["email"], BORA_IDS["phone"]),
+        ("crm", "CRM-A1", "DE", "Ana", "Lopez", D(2023, 1, 1, 10), "reception@hotel-adlon.de", None),  # two accounts, cap one
         ("crm", "CRM-B2", "TR", "Bora", "Yilmaz", D(2023, 1, 1, 10), "reception@hotel-adlon.de", None),
-    ], HISTORY_SCHEMA))
+    ])
     versions = {f"{layer}.{n}": lake.version(layer, n) for layer in ("bronze", "silver", "gold") for n in lake.tables(layer)}
 
     report = forget(spark, cfg, [f"cookie_id:{ANA_IDS['cookie_id']}", "email:frontdesk@hotel-berlin.de", "email:reception@hotel-adlon.de"], run_id="erase-shared")
@@ -431,6 +492,26 @@ def test_a_customers_pre_merge_uids_are_erased_with_it(spark, lakehouse):
         assert [u for u in _sorted_keys(lake, "gold", table, "customer_uid") if u.startswith("cu_bora")] == [], table
     assert _sorted_keys(lake, "gold", "customer_scores", "customer_uid") == ["cu_ana"]
     assert _sorted_keys(lake, "bronze", "crm", "_record_key") == ["CRM-A1"]
+
+
+def test_a_merge_into_a_customer_later_split_is_not_followed(spark, lakehouse):
+    """cu_bora_2024 was merged into cu_bora, which a later run split (cu_carl): which part
+    cu_bora_2024's person went to is unknown, so erasing cu_bora leaves cu_bora_2024's rows."""
+    cfg, _, _ = lakehouse
+    lake = Lake(spark, cfg.paths.lakehouse, engine="delta-rs")
+    at = D(2025, 1, 1)
+    lake.overwrite("gold", "customer_id_registry", spark.createDataFrame([
+        ("cu_bora", "active", None, None, at, "r1", "r4"),
+        ("cu_bora_2024", "merged", "cu_bora", None, at, "r1", "r3"),
+        ("cu_carl", "active", None, "cu_bora", at, "r4", "r4"),
+    ], "customer_uid string, status string, merged_into string, split_from string, created_at timestamp, created_run_id string, updated_run_id string"))
+    lake.append("gold", "customer_scores", spark.createDataFrame([("cu_bora_2024", date(2025, 1, 1), 0.5)], "customer_uid string, scoring_date date, churn double"))
+
+    report = forget(spark, cfg, ["customer_uid:cu_bora"], run_id="erase-bora")
+
+    assert report.customers == 1
+    assert _sorted_keys(lake, "gold", "customer_scores", "customer_uid") == ["cu_ana", "cu_bora_2024"]
+    assert _sorted_keys(lake, "gold", "customer_id_registry", "customer_uid") == ["cu_bora_2024", "cu_carl"]
 
 
 def test_erasure_reaches_bronze_rows_silver_never_keyed_and_their_quality_rejects(spark, lakehouse):

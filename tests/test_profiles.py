@@ -392,6 +392,40 @@ def test_profile_counts_only_what_was_observed_before_the_as_of_date(spark):
     )
 
 
+def test_records_of_a_source_without_event_times_are_undated_in_gold(spark):
+    """Silver stamps a legacy record (no event-time column) with its ingestion time: in gold it must not
+    move the as-of date to the ingestion day, fall after the as-of cut, or win "most recent"."""
+    from cdp_spark.config import SourceConfig
+    from cdp_spark.profiles.stage import as_of_date, with_observation_times
+
+    inputs = _inputs(spark)
+    # Emre's legacy record, ingested on 2024-09-30, months after the last event (2024-06-20)
+    legacy = spark.createDataFrame([("legacy", "l2", "TR", "Emre", "Yilmaz", date(1988, 1, 1), None, "Ankara", None, D(2024, 9, 30, 8))], RECORDS_SCHEMA)
+    sources = [
+        SourceConfig(name="crm", kind="customer", path="crm/*.csv", format="csv", record_key="id", event_time_column="updated_at"),
+        SourceConfig(name="legacy", kind="person", path="legacy/*.csv", format="csv", record_key="id"),
+    ]
+    records = with_observation_times(inputs.records.unionByName(legacy), sources)
+    assertDataFrameEqual(
+        records.select("source", "record_id", "updated_at"),
+        spark.createDataFrame(
+            [("crm", "c1", D(2024, 1, 10)), ("legacy", "l1", None), ("crm", "c2", D(2024, 2, 1)), ("legacy", "l2", None)],
+            "source string, record_id string, updated_at timestamp",
+        ),
+    )
+    identity_map = inputs.identity_map.unionByName(spark.createDataFrame([("legacy", "l2", "B")], "source string, record_id string, customer_uid string"))
+    inputs = ProfileInputs(records, inputs.identifiers, inputs.interactions, inputs.orders, inputs.consents, identity_map)
+
+    as_of = as_of_date(inputs, None)
+    assert as_of == date(2024, 6, 21)  # the day after the last dated event, not after the ingestion
+    got = build_profile(inputs, as_of=as_of).where("customer_uid = 'B'").select("city", "date_of_birth", "first_seen", "last_seen")
+    # the dated CRM city wins "most recent"; the legacy date of birth is the only one and still counts
+    assertDataFrameEqual(got, spark.createDataFrame([("Istanbul", date(1988, 1, 1), D(2024, 2, 1), D(2024, 5, 30))],
+                                                    "city string, date_of_birth date, first_seen timestamp, last_seen timestamp"))
+    features = build_features(inputs.orders, inputs.interactions, inputs.identity_map, inputs.records, cutoff=as_of)
+    assert features.where("customer_uid = 'B'").select("age_years").first()["age_years"] == 36
+
+
 SESSION_EVENTS = [
     # S: 10:00 and 10:20 are one web session, 11:00 (40 minutes later) a second, the next morning a third
     ("web", "s1", "DE", D(2024, 5, 10, 10), "web_event", "page_view", "web", None),

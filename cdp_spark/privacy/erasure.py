@@ -26,7 +26,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.errors import CdpError
-from cdp_spark.identity.graph import junk_nodes, node_col
+from cdp_spark.identity.graph import blocklist, junk_nodes, node_col
 from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
 from cdp_spark.pipeline.silver import IDENTIFIER_VALUE_COLUMNS, RECORD_ID_TYPE, identifier_rows, pending_batch
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
 CONSENT_SUBJECT_TYPES = ("customer_id", "email")  # silver.consents subject types
-ROW_KEY = ("_file_path", "_file_hash", "_line")  # one bronze row: its landing file (path and content) and line
+MAX_MERGE_HOPS = 32  # longest chain of merges followed from a customer uid
 MIN_NEEDLE = 6  # shortest raw value matched inside quarantined text (shorter ones match too much)
 ERASURE_LOG_SCHEMA = T.StructType(
     [
@@ -111,57 +111,88 @@ def _unblocked(keys: DataFrame, blocked: DataFrame) -> DataFrame:
     return keys.join(F.broadcast(blocked), node_col() == F.col("node"), "left_anti")
 
 
-def _shared_in_history(subj: DataFrame, history: DataFrame, cfg: CdpConfig) -> DataFrame:
-    """``node``: subject identifiers that earlier versions of more person records carried than identity
-    allows one customer (``identity.per_type_caps``): shared, as the graph would judge them, they name no one."""
-    ids = subj.where(F.col("kind") == IDENTIFIER).select("id_type", "id_key").distinct()
-    cap = F.lit(None).cast("int")
-    for id_type, limit in cfg.identity.per_type_caps.items():
-        cap = F.when(F.col("id_type") == id_type, F.lit(limit)).otherwise(cap)
-    carriers = history.join(F.broadcast(ids), ["id_type", "id_key"]).select("id_type", "id_key", "source", "record_id").distinct()
-    per_key = carriers.groupBy("id_type", "id_key").agg(F.count(F.lit(1)).alias("records"))
-    return per_key.where(cap.isNotNull() & (F.col("records") > cap)).select(node_col().alias("node"))
+def _person_records(lake: Lake) -> DataFrame | None:
+    """``source, record_id`` of the person records (CRM, legacy) in their latest version."""
+    people = _table(lake, "silver", "customer_records")
+    return people.select("source", "record_id") if people is not None else None
 
 
-def _with_merged(uids: DataFrame, lake: Lake, *, max_hops: int = 32) -> DataFrame:
+def _history_named(ids: DataFrame, history: DataFrame, lake: Lake, cfg: CdpConfig) -> tuple[DataFrame, DataFrame]:
+    """``(n, source, record_id)`` of person records an earlier version of which carried a subject's
+    identifier, and the ``node`` of each subject identifier shared across those versions.
+
+    Only identifiers no person record carries now are looked up: one a person record holds now is
+    resolved by the graph, and an older holder of it (a recycled phone number) is not the subject.
+    The graph's own caps (:func:`cdp_spark.identity.graph.blocklist`: customer accounts per type,
+    ``junk_max_records``) judge whether the versions' carriers share it: one person's CRM and
+    legacy records are one account; forty shop accounts that once held the store's address share it.
+    """
+    idents, people = _table(lake, "silver", "identifiers"), _person_records(lake)
+    free = ids
+    if idents is not None and people is not None:
+        held_now = idents.join(F.broadcast(ids.select("id_type", "id_key").distinct()), ["id_type", "id_key"]).join(people, ["source", "record_id"], "left_semi")
+        free = ids.join(held_now.select("id_type", "id_key").distinct(), ["id_type", "id_key"], "left_anti")
+    versions = history.select("source", "record_id", "id_type", "id_key").distinct()
+    carriers = versions.join(F.broadcast(free), ["id_type", "id_key"]).select("n", "id_type", "id_key", "source", "record_id").distinct().localCheckpoint()
+    rows = versions.join(F.broadcast(carriers.select("source", "record_id").distinct()), ["source", "record_id"], "left_semi")
+    shared = blocklist(rows.withColumn("anonymous", F.lit(False)).withColumn("seen_at", F.lit(None).cast("timestamp")), cfg.identity)
+    shared = shared.join(F.broadcast(free.select(node_col().alias("node"))), "node", "left_semi").select("node").localCheckpoint()
+    named = carriers.join(F.broadcast(shared), node_col() == F.col("node"), "left_anti").select("n", "source", "record_id")
+    return named, shared
+
+
+def _with_merged(uids: DataFrame, lake: Lake, *, max_hops: int) -> DataFrame:
     """``uids`` (``n, customer_uid``) plus every uid merged into one of them and every uid one of them
     was merged into (``gold.customer_id_registry.merged_into``, followed both ways): rows an earlier
-    run wrote under a customer's pre-merge uid (score and segment history, export state) are theirs too."""
+    run wrote under a customer's pre-merge uid (score and segment history, export state) are theirs too.
+
+    A merge into a customer that was later split (a registry row names it in ``split_from``) is not
+    followed: the registry does not say which part the merged uid's person went to, and following
+    it could erase the other part's person. Such uids are logged.
+    """
     registry = _table(lake, "gold", "customer_id_registry")
-    if registry is None or "merged_into" not in registry.columns:
+    if registry is None or not {"merged_into", "split_from"} <= set(registry.columns):
         return uids.distinct().localCheckpoint()
-    merged = registry.where(F.col("merged_into").isNotNull()).select("customer_uid", "merged_into").localCheckpoint()
+    split = registry.where(F.col("split_from").isNotNull()).select(F.col("split_from").alias("merged_into")).distinct()
+    merges = registry.where(F.col("merged_into").isNotNull()).select("customer_uid", "merged_into")
+    merged = merges.join(split, "merged_into", "left_anti").localCheckpoint()
     found = uids.distinct().localCheckpoint()
     size = found.count()
-    for _ in range(max_hops):
+    for hop in range(1, max_hops + 1):
         forward = found.join(merged, "customer_uid").select("n", F.col("merged_into").alias("customer_uid"))
-        backward = found.join(merged.withColumnRenamed("customer_uid", "_from"), F.col("customer_uid") == F.col("merged_into")).select("n", F.col("_from").alias("customer_uid"))
+        backward = found.join(merged.withColumnRenamed("customer_uid", "_from"), F.col("customer_uid") == F.col("merged_into")).select(
+            "n", F.col("_from").alias("customer_uid")
+        )
         grown = found.unionByName(forward).unionByName(backward).distinct().localCheckpoint()
         grown_size = grown.count()
+        log.info("erasure: merge hop %d: %d customer uid(s)", hop, grown_size)
         if grown_size == size:
+            unclear = merges.join(split, "merged_into", "left_semi").join(grown.select(F.col("customer_uid").alias("merged_into")), "merged_into", "left_semi").count()
+            if unclear:
+                log.warning("erasure: %d uid(s) merged into a customer that was later split are not followed: which part they belong to is unknown", unclear)
             return grown
         found, size = grown, grown_size
     raise CdpError(f"erasure: gold.customer_id_registry has merge chains longer than {max_hops} hops; check the registry for cycles")
 
 
-def _resolve(subj: DataFrame, lake: Lake, history: DataFrame | None, blocked: DataFrame) -> tuple[DataFrame, DataFrame]:
+def _resolve(subj: DataFrame, lake: Lake, blocked: DataFrame, history_named: DataFrame | None) -> tuple[DataFrame, DataFrame]:
     """``(n, customer_uid)`` and ``(n, source, record_id)`` linked to each subject.
 
-    A person record that carried the subject's identifier in any version (``history``, from
-    :func:`_history_identifiers`) counts as the subject's record, as if it had been named: it and the
+    A person record that carried the subject's identifier in an earlier version (``history_named``,
+    from :func:`_history_named`) counts as the subject's record, as if it had been named: it and the
     customer it resolved to are erased. Blocked identifiers (:func:`_blocked_nodes`) are never followed.
     """
     nodes, imap, idents = _table(lake, "gold", "identity_nodes"), _table(lake, "gold", "identity_map"), _table(lake, "silver", "identifiers")
     ids = _unblocked(subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key"), blocked).localCheckpoint()
     recs = subj.where(F.col("kind") == RECORD).select("n", "source", "record_id")
-    if history is not None:
-        recs = recs.unionByName(history.join(F.broadcast(ids), ["id_type", "id_key"]).select("n", "source", "record_id"))
+    if history_named is not None:
+        recs = recs.unionByName(history_named)
     uid_links = [subj.where(F.col("kind") == CUSTOMER).select("n", "customer_uid")]
     if nodes is not None:
         uid_links.append(ids.join(nodes.select("node", "customer_uid"), node_col() == F.col("node")).select("n", "customer_uid"))
     if imap is not None:
         uid_links.append(recs.join(imap.select("source", "record_id", "customer_uid"), ["source", "record_id"]).select("n", "customer_uid"))
-    uids = _with_merged(_union(uid_links), lake)
+    uids = _with_merged(_union(uid_links), lake, max_hops=MAX_MERGE_HOPS)
     rec_links = [recs]
     if imap is not None:
         rec_links.append(uids.join(imap.select("customer_uid", "source", "record_id"), "customer_uid").select("n", "source", "record_id"))
@@ -179,6 +210,26 @@ def _current_keys(subj: DataFrame, records: DataFrame, lake: Lake, blocked: Data
     return _unblocked(_union(keys).distinct(), blocked).localCheckpoint()
 
 
+def _former_keys(records: DataFrame, current: DataFrame, lake: Lake, history: DataFrame | None, blocked: DataFrame) -> DataFrame | None:
+    """``n, id_type, id_key``: identifiers that only earlier versions of the records carried (an old
+    address, a corrected typo), minus blocked ones and minus any that a **person record** outside
+    ``records`` carries now: a recycled phone number belongs to its new holder, whose rows must not
+    be erased or kept out at intake. Events and consents carrying one (a reply to the old address)
+    are the subject's: the caller follows these keys like the current ones."""
+    if history is None:
+        return None
+    former = _unblocked(history.join(records, ["source", "record_id"]).select("n", "id_type", "id_key").distinct(), blocked)
+    former = former.join(current.select("id_type", "id_key"), ["id_type", "id_key"], "left_anti").localCheckpoint()
+    idents, people = _table(lake, "silver", "identifiers"), _person_records(lake)
+    if idents is not None and people is not None:
+        carriers = idents.join(F.broadcast(former.select("id_type", "id_key").distinct()), ["id_type", "id_key"]).join(
+            people, ["source", "record_id"], "left_semi"
+        )
+        held = carriers.join(records.select("source", "record_id"), ["source", "record_id"], "left_anti").select("id_type", "id_key")
+        former = former.join(held, ["id_type", "id_key"], "left_anti")
+    return former.localCheckpoint()
+
+
 def _with_unresolved(records: DataFrame, keys: DataFrame, lake: Lake) -> DataFrame:
     """Add the records that carry one of ``keys`` but were not resolved to the customer (one hop)."""
     idents = _table(lake, "silver", "identifiers")
@@ -188,62 +239,37 @@ def _with_unresolved(records: DataFrame, keys: DataFrame, lake: Lake) -> DataFra
     return records.unionByName(carrying).distinct().localCheckpoint()
 
 
-def _former_keys(records: DataFrame, current: DataFrame, lake: Lake, history: DataFrame | None, blocked: DataFrame) -> DataFrame | None:
-    """``n, id_type, id_key``: identifiers that only earlier versions of the records carried (an old
-    address, a corrected typo), minus blocked ones and minus any that a record outside ``records``
-    carries now: a recycled phone number belongs to its new holder, whose rows must not be erased
-    or kept out at intake. They are suppressed, never followed to other records."""
-    if history is None:
-        return None
-    former = _unblocked(history.join(records, ["source", "record_id"]).select("n", "id_type", "id_key").distinct(), blocked)
-    former = former.join(current.select("id_type", "id_key"), ["id_type", "id_key"], "left_anti").localCheckpoint()
-    idents = _table(lake, "silver", "identifiers")
-    if idents is not None:
-        carriers = idents.join(F.broadcast(former.select("id_type", "id_key").distinct()), ["id_type", "id_key"])
-        held = carriers.join(records.select("source", "record_id"), ["source", "record_id"], "left_anti").select("id_type", "id_key")
-        former = former.join(held, ["id_type", "id_key"], "left_anti")
-    return former.localCheckpoint()
-
-
 def _blocked_subjects(subj: DataFrame, blocked: DataFrame) -> list[int]:
     """Positions (1-based) of identifier subjects that are blocked: shared or junk, they name no one."""
     named = subj.where(F.col("kind") == IDENTIFIER).join(F.broadcast(blocked), node_col() == F.col("node"), "left_semi")
     return sorted(int(r["n"]) + 1 for r in named.select("n").collect())
 
 
-def _sweep_bronze(cfg: CdpConfig, lake: Lake, tables: Sequence[str], suppression: DataFrame, key: bytes) -> dict[str, DataFrame]:
-    """Per bronze table, ``ROW_KEY`` (as text) and ``_record_key`` of the rows that
-    carry an erased identifier key, found as intake finds them (:func:`suppress_source_rows`).
+def _swept_records(cfg: CdpConfig, lake: Lake, tables: Sequence[str], suppression: DataFrame, key: bytes) -> DataFrame | None:
+    """``source, record_id`` of bronze records carrying an erased identifier key, found as intake finds
+    them (:func:`suppress_source_rows`), that silver never keyed.
 
-    Resolution reaches the rows silver turned into records; this also reaches the rows it did not
-    (rejected by the quality gate, re-deliveries of the same content under a new id)."""
+    Resolution reaches the bronze rows silver turned into records. This reaches the rows it did not:
+    a row the quality gate rejected, the same event content re-delivered under a new id. A swept
+    row of a record silver keys (an old version of someone else's record that carried a number
+    when it was theirs) is not the subject's and stays.
+    """
     sources = {s.name: s for s in cfg.sources}
-    hits: dict[str, DataFrame] = {}
+    found = []
     for name in tables:
         if name not in sources:
             log.warning("erasure: bronze.%s has no source in the config; its rows are erased by record only", name)
             continue
         split = suppress_source_rows(lake.read("bronze", name), sources[name], key=key, suppressed=suppression, gmail_rule=cfg.silver.gmail_normalization)
-        if split is None:
-            continue
-        row_key = [c for c in ROW_KEY if c in split[1].columns]
-        found = split[1].select(*[F.col(c).cast("string").alias(c) for c in row_key], "_record_key").localCheckpoint()
-        if found.take(1):
-            hits[name] = found
-    return hits
-
-
-def _never_resolved(hits: dict[str, DataFrame], lake: Lake) -> DataFrame | None:
-    """``source, record_id`` of swept bronze rows whose record silver never keyed (a rejected row, a
-    duplicate): they are the subject's and are erased as records. A swept row of a live record is an
-    old version of someone else's record and is deleted alone."""
-    if not hits:
+        if split is not None:
+            found.append(split[1].select(F.lit(name).alias("source"), F.col("_record_key").alias("record_id")))
+    if not found:
         return None
-    found = _union([h.select(F.lit(name).alias("source"), F.col("_record_key").alias("record_id")) for name, h in hits.items()]).distinct()
+    swept = _union(found).distinct()
     idents = _table(lake, "silver", "identifiers")
     if idents is not None:
-        found = found.join(idents.select("source", "record_id"), ["source", "record_id"], "left_anti")
-    return found
+        swept = swept.join(idents.select("source", "record_id"), ["source", "record_id"], "left_anti")
+    return swept.localCheckpoint()
 
 
 def _suppression_rows(subj: DataFrame, keys: DataFrame, *, run_id: str, at: datetime) -> DataFrame:
@@ -297,24 +323,26 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
     # Lazy, scanned by the steps below: re-reading the versions is cheaper than materializing their keys.
     history = _history_identifiers(lake, key)
     blocked = _blocked_nodes(spark, cfg, lake, key)
+    history_named = None
     if history is not None:
-        blocked = blocked.unionByName(_shared_in_history(subj, history, cfg)).distinct().localCheckpoint()
+        ids = _unblocked(subj.where(F.col("kind") == IDENTIFIER).select("n", "id_type", "id_key"), blocked)
+        history_named, shared = _history_named(ids, history, lake, cfg)
+        blocked = blocked.unionByName(shared).distinct().localCheckpoint()
     if named_no_one := _blocked_subjects(subj, blocked):
         log.warning(
-            "erasure %s: subject(s) #%s name a shared or junk identifier (gold.identity_blocklist, identity.junk_values, or carried "
-            "by more person records than identity.per_type_caps allows); it identifies no single person, so nothing is erased or "
-            "suppressed through it", run_id, ", #".join(map(str, named_no_one)),
+            "erasure %s: subject(s) #%s name a shared or junk identifier (gold.identity_blocklist, identity.junk_values, or shared "
+            "across earlier record versions beyond identity.per_type_caps); it identifies no single person, so nothing is erased "
+            "or suppressed through it", run_id, ", #".join(map(str, named_no_one)),
         )
-    subject_uids, subject_records = _resolve(subj, lake, history, blocked)
+    subject_uids, subject_records = _resolve(subj, lake, blocked, history_named)
     current = _current_keys(subj, subject_records, lake, blocked)
-    subject_records = _with_unresolved(subject_records, current, lake)
     former = _former_keys(subject_records, current, lake, history, blocked)
     id_keys = current if former is None else current.unionByName(former).distinct().localCheckpoint()
+    subject_records = _with_unresolved(subject_records, id_keys, lake)
     suppression = _suppression_rows(subj, id_keys, run_id=run_id, at=at)
-    swept = _sweep_bronze(cfg, lake, bronze_tables, suppression, key)
-    unkeyed = _never_resolved(swept, lake)
-    if unkeyed is not None:
-        subject_records = subject_records.unionByName(unkeyed.select(F.lit(-1).alias("n"), "source", "record_id")).distinct().localCheckpoint()
+    swept = _swept_records(cfg, lake, bronze_tables, suppression, key)
+    if swept is not None:
+        subject_records = subject_records.unionByName(swept.select(F.lit(-1).alias("n"), "source", "record_id")).distinct().localCheckpoint()
     uids = key_set(subject_uids.select("customer_uid"), bound=bound)
     records = key_set(subject_records.select("source", "record_id"), bound=bound)
     consent_keys = key_set(
@@ -334,13 +362,7 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
         for name in bronze_tables:
             if "_record_key" in lake.read("bronze", name).columns:
                 mine = records.restrict("source", name, keep=["record_id"])
-                row_key = [c for c in swept[name].columns if c in ROW_KEY] if name in swept else []
-                rows = key_set(swept[name].select(*row_key), bound=bound) if row_key else None
-                predicate = any_of(
-                    preds.isin(["_record_key"], mine),
-                    preds.isin(row_key, rows, sql=[f"CAST(`{c}` AS STRING)" for c in row_key]) if rows else None,
-                )
-                removed[f"bronze.{name}"] = delete_where(lake, "bronze", name, predicate)
+                removed[f"bronze.{name}"] = delete_where(lake, "bronze", name, preds.isin(["_record_key"], mine))
         if lake.exists("bronze", QUARANTINE):
             needles.createOrReplaceTempView(view := f"_cdp_needles_{uuid.uuid4().hex}")
             try:

@@ -116,7 +116,8 @@ def purge_expired(spark: SparkSession, cfg: CdpConfig, *, run_date: date, run_id
        ``privacy.retention_days_by_country[country]`` or ``privacy.default_retention_days``.
     3. Raw lines in ``bronze.quarantine`` ingested more than ``privacy.quarantine_retention_days`` ago.
     4. Vacuum every bronze, silver and gold table with ``privacy.vacuum_retention_hours``, so
-       files replaced by earlier erasures and purges are deleted once older than the retention.
+       files replaced by earlier erasures and purges are deleted once older than the retention
+       (bronze not while a silver batch is unfinished: its replay reads older bronze versions).
 
     Returns ``anonymous_customers``, ``anonymous_records``, ``expired_events``,
     ``rows_removed`` (``layer.table`` -> rows), ``files_vacuumed`` and ``seconds``.
@@ -165,7 +166,14 @@ def purge_expired(spark: SparkSession, cfg: CdpConfig, *, run_date: date, run_id
             else:
                 log.warning("purge: bronze.%s has no ingested_at column; its raw lines are not purged by age", QUARANTINE)
 
+    from cdp_spark.pipeline.silver import pending_batch
+
+    replay = pending_batch(lake)
+    if replay is not None:
+        log.warning("purge %s: silver batch %d did not finish and its replay reads older bronze versions: bronze is not vacuumed until silver has run", run_id, replay)
     for layer in ("bronze", "silver", "gold"):
+        if layer == "bronze" and replay is not None:
+            continue
         for name in lake.tables(layer):
             files = lake.vacuum(layer, name, retention_hours=cfg.privacy.vacuum_retention_hours)
             if files:

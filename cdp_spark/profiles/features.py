@@ -3,7 +3,8 @@
 Used for ``gold.customer_features`` (the run's cutoff) and, by the models, for training sets at
 earlier cutoffs, so it is a pure function of its input DataFrames. Windows ``_Nd`` cover
 ``[cutoff - N days, cutoff)``. A customer appears when it has an order, an interaction or (with
-records as input) a record update before the cutoff.
+records as input) a record update before the cutoff, or an undated record (a source without event
+times, see ``cdp_spark.profiles.stage.with_observation_times``), which never falls in a time window.
 
 Columns: ``customer_uid, cutoff_date, country, age_years, tenure_days, recency_days, frequency,
 monetary, avg_order_value, orders_7d/30d/90d/365d, revenue_30d/90d/365d, store_orders,
@@ -110,7 +111,12 @@ def build_features(
     """Features per customer from events strictly before ``cutoff`` (see the module docstring)."""
     from_profile = "customer_uid" in profile_or_records.columns
     records = None if from_profile else profile_or_records
-    observed = observations(records, orders, interactions, identity_map).where(before(cutoff)).transform(with_session_starts(session_gap_minutes))
+    # an undated record (a source without event times) counts, as in the profile; it never falls in a time window
+    observed = (
+        observations(records, orders, interactions, identity_map)
+        .where(F.col("observed_at").isNull() | before(cutoff))
+        .transform(with_session_starts(session_gap_minutes))
+    )
     per_customer = observed.groupBy("customer_uid").agg(*_aggregates(cutoff))
     if from_profile:
         require(profile_or_records, ("customer_uid", "country", "date_of_birth"), "customer profile")

@@ -7,6 +7,7 @@ export definition (a bad one fails here, before anything is written), then write
 
 The run's as-of date is ``run_date`` or, without one, the day after the last event (so the last
 day's events count); the feature cutoff is the same date (features see events strictly before it).
+Records of sources without an event time are undated in gold (:func:`with_observation_times`).
 Membership changes are stamped with the as-of date at 00:00 UTC when ``run_date`` is given, else
 with the wall-clock time.
 """
@@ -14,13 +15,14 @@ with the wall-clock time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.config import CdpConfig
+from cdp_spark.config import CdpConfig, SourceConfig
 from cdp_spark.errors import CdpError
 from cdp_spark.faults import fault_point
 from cdp_spark.ops import lake_for
@@ -50,7 +52,22 @@ class GoldReport:
         }
 
 
-def _as_of(inputs: ProfileInputs, run_date: date | None) -> date:
+def with_observation_times(records: DataFrame, sources: Sequence[SourceConfig]) -> DataFrame:
+    """``silver.customer_records`` with ``updated_at`` NULL for sources without an ``event_time_column``.
+
+    Silver orders such a source's versions by their ingestion time, which it keeps in ``updated_at``;
+    that says when a file arrived, not when the person's data changed. Gold treats those records as
+    undated: they do not move the default as-of date to the day of the last ingestion, they are not
+    cut off as "after the as-of date", and survivorship ranks them as the oldest observation.
+    """
+    undated = sorted(src.name for src in sources if not src.event_time_column)
+    if not undated:
+        return records
+    return records.withColumn("updated_at", F.when(~F.col("source").isin(*undated), F.col("updated_at")))
+
+
+def as_of_date(inputs: ProfileInputs, run_date: date | None) -> date:
+    """``run_date`` or, without one, the day after the last dated order, interaction or record update."""
     if run_date is not None:
         return run_date
     last = (
@@ -74,14 +91,14 @@ def run_gold(spark: SparkSession, cfg: CdpConfig, *, run_id: str, run_date: date
     lake = lake_for(spark, cfg, run_id=run_id, stage="gold")
     gold = cfg.gold
     inputs = ProfileInputs(
-        records=lake.read("silver", "customer_records"),
+        records=with_observation_times(lake.read("silver", "customer_records"), cfg.sources),
         identifiers=lake.read("silver", "identifiers"),
         interactions=lake.read("silver", "interactions"),
         orders=lake.read("silver", "orders"),
         consents=lake.read("silver", "consents"),
         identity_map=lake.read("gold", "identity_map"),
     )
-    as_of = _as_of(inputs, run_date)
+    as_of = as_of_date(inputs, run_date)
     at = datetime.combine(run_date, time()) if run_date else datetime.now(timezone.utc).replace(tzinfo=None)
     log.info("gold as_of=%s run_id=%s", as_of, run_id)
 
