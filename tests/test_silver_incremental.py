@@ -218,6 +218,28 @@ def test_a_subject_erased_while_a_batch_was_down_does_not_come_back_with_its_rep
     _assert_equals_full_rebuild(spark, cfg, lake)
 
 
+def test_a_subject_erased_before_silver_read_their_new_rows_never_reaches_silver(spark, tmp_path, two_deliveries):
+    """C3 arrives in the second delivery, which bronze has ingested and silver not read yet: erasing
+    C3's address finds their CRM row and order in bronze, then (one hop, through their customer id)
+    the login that carries no address; the next silver batch sees none of them."""
+    from cdp_spark.privacy import forget
+
+    cfg, _ = two_deliveries
+    lake = Lake(spark, cfg.paths.lakehouse)
+
+    report = forget(spark, cfg, ["email:ana@uol.com.br"], run_id="erase-c3")
+
+    assert (report.customers, report.records) == (0, 3)
+    assert {n: sorted(r._record_key for r in lake.read("bronze", n).collect()) for n in ("crm_customers", "orders", "web_events")} == {
+        "crm_customers": ["C1", "C1", "C2", "C2"], "orders": ["O1", "O2"], "web_events": ["we-1", "we-1", "we-2", "we-2b"]}
+    assert run_silver(spark, cfg, run_id="s2").mode == "incremental"
+    assert [t for t, recs in _record_ids(lake).items() if {"C3", "O3", "we-3"} & set(recs)] == []
+    _assert_equals_full_rebuild(spark, cfg, lake)
+    # the login delivered again: its customer id was kept out at intake too
+    _deliver(tmp_path / "landing", {"web_events/web_again.jsonl": [SECOND["web_events/web_2.jsonl"][2]]})
+    assert run_bronze(spark, cfg, run_id="b3").rows_suppressed == 1
+
+
 def test_an_erasure_reaches_a_row_the_quality_gate_rejected(spark, tmp_path, two_deliveries):
     from cdp_spark.privacy import forget
 

@@ -718,6 +718,15 @@ def _without_erased(cfg: CdpConfig, lake: Lake, bronze: dict[str, DataFrame], ke
     return kept
 
 
+def processed_versions(lake: Lake) -> dict[str, int]:
+    """Bronze table -> the version silver's last committed batch read up to ({} before the first batch):
+    rows added to bronze after it are not in silver yet."""
+    import json
+
+    committed = [r for r in _batches(lake) if r["status"] == "committed"]
+    return {name: int(v) for name, v in json.loads(committed[-1]["bronze_versions"]).items()} if committed else {}
+
+
 def pending_batch(lake: Lake) -> int | None:
     """The number of a silver batch that started and did not finish (the next run replays it), else None."""
     rows = _batches(lake)

@@ -29,13 +29,13 @@ from cdp_spark.errors import CdpError
 from cdp_spark.identity.graph import blocklist, junk_nodes, node_col
 from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
-from cdp_spark.pipeline.silver import IDENTIFIER_VALUE_COLUMNS, RECORD_ID_TYPE, identifier_rows, pending_batch
+from cdp_spark.pipeline.silver import IDENTIFIER_VALUE_COLUMNS, RECORD_ID_TYPE, identifier_rows, pending_batch, processed_versions
 from cdp_spark.privacy import _exports
 from cdp_spark.privacy._delete import KeySet, Predicates, any_of, delete_where, key_set
 from cdp_spark.privacy._identifiers import ID_TYPES
 from cdp_spark.privacy.pseudonymize import load_secret
 from cdp_spark.privacy.subjects import CUSTOMER, IDENTIFIER, RECORD, parse_subject, subject_frame
-from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA, suppress_source_rows
+from cdp_spark.privacy.suppression import SUPPRESSION_SCHEMA, source_identifier_keys, suppress_source_rows
 from cdp_spark.quality.gate import REJECTS_TABLE
 
 log = logging.getLogger(__name__)
@@ -245,31 +245,86 @@ def _blocked_subjects(subj: DataFrame, blocked: DataFrame) -> list[int]:
     return sorted(int(r["n"]) + 1 for r in named.select("n").collect())
 
 
-def _swept_records(cfg: CdpConfig, lake: Lake, tables: Sequence[str], suppression: DataFrame, key: bytes) -> DataFrame | None:
-    """``source, record_id`` of bronze records carrying an erased identifier key, found as intake finds
-    them (:func:`suppress_source_rows`), that silver never keyed.
+def _rejected_records(lake: Lake) -> DataFrame | None:
+    """``source, record_id`` of rows the quality gate rejected (``silver.quality_rejects``, keys as JSON)."""
+    rejects = _table(lake, *REJECTS_TABLE)
+    if rejects is None or "record_key" not in rejects.columns:
+        return None
+    keys = [F.get_json_object("record_key", f"$.{c}").alias(c) for c in ("source", "record_id")]
+    return rejects.select(*keys).where(F.col("source").isNotNull() & F.col("record_id").isNotNull()).distinct().localCheckpoint()
 
-    Resolution reaches the bronze rows silver turned into records. This reaches the rows it did not:
-    a row the quality gate rejected, the same event content re-delivered under a new id. A swept
-    row of a record silver keys (an old version of someone else's record that carried a number
-    when it was theirs) is not the subject's and stays.
+
+def _unkeyed_rows(lake: Lake, name: str, processed: dict[str, int], rejected: DataFrame | None) -> DataFrame | None:
+    """The rows of ``bronze.<name>`` that silver has not turned into keyed records: those added since its
+    last committed batch (all of them when silver has not read the table), and those its quality gate
+    rejected. Silver keys every other row it reads (``silver.identifiers``), so resolution reaches it."""
+    from cdp_spark.errors import StorageError
+
+    bronze = lake.read("bronze", name)
+    since = processed.get(name)
+    if since is None:
+        return bronze
+    parts = []
+    version = lake.version("bronze", name)
+    if version != since:
+        try:
+            parts.append(lake.read_added("bronze", name, since_version=since, version=version))
+        except StorageError as err:  # the log entries of silver's last batch were cleaned up
+            log.warning("erasure: %s; sweeping all of bronze.%s", err, name)
+            return bronze
+    if rejected is not None:
+        mine = rejected.where(F.col("source") == name).select(F.col("record_id").alias("_record_key"))
+        parts.append(bronze.join(F.broadcast(mine), "_record_key", "left_semi"))
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts) if parts else None
+
+
+def _swept_records(
+    cfg: CdpConfig, lake: Lake, tables: Sequence[str], suppression: DataFrame, blocked: DataFrame, key: bytes
+) -> tuple[DataFrame | None, DataFrame | None]:
+    """``(source, record_id)`` of bronze records silver has not keyed that carry an erased identifier key,
+    found as intake finds them (:func:`suppress_source_rows`), and ``(id_type, id_key)`` of the further
+    identifiers those records carry (one hop, as for resolved records).
+
+    Resolution reaches the rows silver turned into keyed records. This reaches the ones it did not
+    (:func:`_unkeyed_rows`): rows ingested since silver's last batch (which the next batch would
+    otherwise bring back into silver) and rows the quality gate rejected. Swept rows of records silver
+    keys (an old version of someone else's record that carried a number when it was theirs) stay.
     """
     sources = {s.name: s for s in cfg.sources}
-    found = []
+    processed, rejected = processed_versions(lake), _rejected_records(lake)
+    idents = _table(lake, "silver", "identifiers")
+    candidates = {}
     for name in tables:
         if name not in sources:
             log.warning("erasure: bronze.%s has no source in the config; its rows are erased by record only", name)
-            continue
-        split = suppress_source_rows(lake.read("bronze", name), sources[name], key=key, suppressed=suppression, gmail_rule=cfg.silver.gmail_normalization)
-        if split is not None:
-            found.append(split[1].select(F.lit(name).alias("source"), F.col("_record_key").alias("record_id")))
-    if not found:
-        return None
-    swept = _union(found).distinct()
-    idents = _table(lake, "silver", "identifiers")
-    if idents is not None:
-        swept = swept.join(idents.select("source", "record_id"), ["source", "record_id"], "left_anti")
-    return swept.localCheckpoint()
+        elif (rows := _unkeyed_rows(lake, name, processed, rejected)) is not None:
+            candidates[name] = rows
+
+    def sweep(listed: DataFrame) -> list[tuple[str, DataFrame]]:
+        """Per source, the candidate rows carrying a listed key, of records silver has not keyed."""
+        found = []
+        for name, rows in candidates.items():
+            split = suppress_source_rows(rows, sources[name], key=key, suppressed=listed, gmail_rule=cfg.silver.gmail_normalization)
+            if split is None:
+                continue
+            hits = split[1]
+            if idents is not None:
+                hits = hits.join(idents.where(F.col("source") == name).select(F.col("record_id").alias("_record_key")), "_record_key", "left_anti")
+            found.append((name, hits.localCheckpoint()))
+        return found
+
+    def records_of(found: list[tuple[str, DataFrame]]) -> DataFrame:
+        return _union([hits.select(F.lit(name).alias("source"), F.col("_record_key").alias("record_id")) for name, hits in found]).distinct()
+
+    first = sweep(suppression)
+    if not first:
+        return None, None
+    records = records_of(first)
+    keys = _union([source_identifier_keys(hits, sources[name], key=key, gmail_rule=cfg.silver.gmail_normalization).select("id_type", "id_key") for name, hits in first])
+    extra = _unblocked(keys.distinct(), blocked).join(suppression.select("id_type", "id_key"), ["id_type", "id_key"], "left_anti").localCheckpoint()
+    if extra.take(1) and (more := sweep(extra)):
+        records = records.unionByName(records_of(more))
+    return records.distinct().localCheckpoint(), extra
 
 
 def _suppression_rows(subj: DataFrame, keys: DataFrame, *, run_id: str, at: datetime) -> DataFrame:
@@ -340,9 +395,15 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
     id_keys = current if former is None else current.unionByName(former).distinct().localCheckpoint()
     subject_records = _with_unresolved(subject_records, id_keys, lake)
     suppression = _suppression_rows(subj, id_keys, run_id=run_id, at=at)
-    swept = _swept_records(cfg, lake, bronze_tables, suppression, key)
+    swept, swept_keys = _swept_records(cfg, lake, bronze_tables, suppression, blocked, key)
     if swept is not None:
         subject_records = subject_records.unionByName(swept.select(F.lit(-1).alias("n"), "source", "record_id")).distinct().localCheckpoint()
+        suppression = suppression.unionByName(
+            swept_keys.select(
+                "id_type", "id_key", F.lit(None).cast("string").alias("subject_hash"), F.lit(run_id).alias("run_id"),
+                F.lit(at).cast("timestamp").alias("suppressed_at"),
+            )
+        ).localCheckpoint()
     uids = key_set(subject_uids.select("customer_uid"), bound=bound)
     records = key_set(subject_records.select("source", "record_id"), bound=bound)
     consent_keys = key_set(

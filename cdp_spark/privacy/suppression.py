@@ -57,6 +57,24 @@ def suppress_source_rows(
     )
 
 
+def source_identifier_keys(df: DataFrame, src: SourceConfig, *, key: bytes, gmail_rule: bool, country_col: str = "_country") -> DataFrame:
+    """``_record_key, id_type, id_key``: the identifier keys of raw (bronze) rows of ``src``, standardized
+    and hashed as silver keys them (``silver.identifiers.id_key``); a row carrying none gives none."""
+    columns = source_identifier_columns(src, df.columns)
+    country = F.col(f"`{country_col}`") if country_col in df.columns else None
+    pairs = [
+        F.struct(F.lit(t).alias("id_type"), id_key(t, standardized_value(t, F.col(f"`{c}`"), country, gmail_rule=gmail_rule), key).alias("id_key"))
+        for t, c in sorted(columns.items())
+    ]
+    if not pairs:
+        return df.sparkSession.createDataFrame([], "_record_key string, id_type string, id_key string")
+    return (
+        df.select("_record_key", F.explode(F.array(*pairs)).alias("_k"))
+        .select("_record_key", "_k.id_type", "_k.id_key")
+        .where(F.col("id_key").isNotNull())
+    )
+
+
 def apply_suppression(
     df: DataFrame,
     *,
