@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv with the test dependencies and runs the test suite.
 #   ./scripts/test.sh            default suite (fast; no scale tests or benchmarks)
-#   ./scripts/test.sh --slow     adds the slow scale and fault-injection tests
+#   ./scripts/test.sh --slow     adds the slow scale and fault-injection tests and the cluster test
 #   ./scripts/test.sh --bench    only the benchmark smoke tests (scripts/bench.py end to end, ~9 min)
 #   ./scripts/test.sh --cluster  only the spark-submit run on a standalone cluster the test starts (~9 min)
 #   (--bench --cluster runs both)
