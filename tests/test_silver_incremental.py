@@ -240,6 +240,32 @@ def test_a_subject_erased_before_silver_read_their_new_rows_never_reaches_silver
     assert run_bronze(spark, cfg, run_id="b3").rows_suppressed == 1
 
 
+def test_a_keyed_record_carrying_an_identifier_of_the_subjects_unread_rows_is_erased_with_them(spark, tmp_path):
+    """C3 logged in (we-0) before their CRM record arrived; silver keyed the login. The CRM record and
+    order, ingested and not yet read by silver, are found by C3's address in bronze; one hop through
+    their customer id reaches the login in silver and bronze (kept out at intake from now on, it must
+    not stay behind), as it would for a resolved record."""
+    from cdp_spark.privacy import forget
+
+    cfg = _config(tmp_path)
+    login = {"event_id": "we-0", "cookie_id": "ck-0", "customer_id": "C3", "event_type": "login", "event_ts": "2025-03-25T10:00:00-03:00", "url": "https://s.io/c", "country": "BR"}
+    _deliver(tmp_path / "landing", {**FIRST, "web_events/web_0.jsonl": [login]})
+    run_bronze(spark, cfg, run_id="b1")
+    run_silver(spark, cfg, run_id="s1")
+    _deliver(tmp_path / "landing", SECOND)
+    run_bronze(spark, cfg, run_id="b2")
+    lake = Lake(spark, cfg.paths.lakehouse)
+    assert "we-0" in _record_ids(lake)["interactions"]
+
+    report = forget(spark, cfg, ["email:ana@uol.com.br"], run_id="erase-c3")
+
+    assert report.records == 4  # C3, O3, the later login we-3 and the earlier login we-0
+    assert [t for t, recs in _record_ids(lake).items() if "we-0" in recs] == []
+    assert sorted(r._record_key for r in lake.read("bronze", "web_events").collect()) == ["we-1", "we-1", "we-2", "we-2b"]
+    assert run_silver(spark, cfg, run_id="s2").mode == "incremental"
+    assert [t for t, recs in _record_ids(lake).items() if {"C3", "O3", "we-3", "we-0"} & set(recs)] == []
+
+
 def test_an_erasure_reaches_a_row_the_quality_gate_rejected(spark, tmp_path, two_deliveries):
     from cdp_spark.privacy import forget
 

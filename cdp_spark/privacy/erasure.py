@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.errors import CdpError
+from cdp_spark.errors import CdpError, StorageError
 from cdp_spark.identity.graph import blocklist, junk_nodes, node_col
 from cdp_spark.lake import Lake
 from cdp_spark.ops import lake_for
@@ -234,7 +234,7 @@ def _with_unresolved(records: DataFrame, keys: DataFrame, lake: Lake) -> DataFra
     """Add the records that carry one of ``keys`` but were not resolved to the customer (one hop)."""
     idents = _table(lake, "silver", "identifiers")
     if idents is None:
-        return records
+        return records.distinct().localCheckpoint()
     carrying = idents.join(keys, ["id_type", "id_key"]).select("n", "source", "record_id")
     return records.unionByName(carrying).distinct().localCheckpoint()
 
@@ -258,8 +258,6 @@ def _unkeyed_rows(lake: Lake, name: str, processed: dict[str, int], rejected: Da
     """The rows of ``bronze.<name>`` that silver has not turned into keyed records: those added since its
     last committed batch (all of them when silver has not read the table), and those its quality gate
     rejected. Silver keys every other row it reads (``silver.identifiers``), so resolution reaches it."""
-    from cdp_spark.errors import StorageError
-
     bronze = lake.read("bronze", name)
     since = processed.get(name)
     if since is None:
@@ -397,7 +395,10 @@ def forget(spark: SparkSession, cfg: CdpConfig, subjects: Sequence[str], *, run_
     suppression = _suppression_rows(subj, id_keys, run_id=run_id, at=at)
     swept, swept_keys = _swept_records(cfg, lake, bronze_tables, suppression, blocked, key)
     if swept is not None:
-        subject_records = subject_records.unionByName(swept.select(F.lit(-1).alias("n"), "source", "record_id")).distinct().localCheckpoint()
+        # the swept records are the subject's: records silver keys that carry their identifiers are too (one hop)
+        subject_records = _with_unresolved(
+            subject_records.unionByName(swept.select(F.lit(-1).alias("n"), "source", "record_id")), swept_keys.withColumn("n", F.lit(-1)), lake
+        )
         suppression = suppression.unionByName(
             swept_keys.select(
                 "id_type", "id_key", F.lit(None).cast("string").alias("subject_hash"), F.lit(run_id).alias("run_id"),
